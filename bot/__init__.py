@@ -1,0 +1,1 @@
+"""civicgate's gateway: FastAPI app, conversation orchestration, Rasa action endpoint."""

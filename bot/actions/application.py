@@ -1,0 +1,186 @@
+"""The catalogue-driven application form: one Rasa form for every service.
+
+Rasa's ``application_form`` requires three slots — ``service``, ``field_answer`` and
+``confirmation`` — all filled here. ``field_answer`` stays empty until every catalogue
+field of the service has a valid answer in the conversation's draft, so Rasa keeps
+asking (``action_ask_field_answer``) and the catalogue alone decides the questions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.actions.context import ActionContext
+from bot.actions.menus import is_interruption, service_buttons
+from bot.actions.registry import action
+from bot.db.models import ApplicationDraft
+from bot.i18n import N_
+from channels.base import Button
+from service_connectors.answers import check_answer, match_option
+from service_connectors.catalogue import FieldType, Service, ServiceField
+
+COMPLETE = "complete"
+CHOOSING_FIELD = "*"  # draft.editing_field while the citizen picks a detail to change
+
+
+async def load_draft(ctx: ActionContext) -> ApplicationDraft | None:
+    return await ctx.session.scalar(
+        select(ApplicationDraft).where(ApplicationDraft.conversation_id == ctx.conversation.id)
+    )
+
+
+def current_field(service: Service, draft: ApplicationDraft) -> ServiceField | None:
+    if draft.editing_field and draft.editing_field != CHOOSING_FIELD:
+        return service.field(draft.editing_field)
+    return service.next_missing_field(draft.answers)
+
+
+def display_value(ctx: ActionContext, field: ServiceField, value: str) -> str:
+    if field.type is FieldType.DATE:
+        from datetime import date
+
+        return ctx.words.date(date.fromisoformat(value))
+    if field.type is FieldType.CHOICE:
+        label = next((c.label for c in field.choices if c.value == value), value)
+        return ctx._(label)
+    return value
+
+
+@action("validate_application_form")
+async def validate_application_form(ctx: ActionContext) -> None:
+    if is_interruption(ctx):
+        return  # nothing validated: Rasa rejects the form and the rules take over
+    requested = ctx.requested_slot
+    draft = await load_draft(ctx)
+    if requested in (None, "service"):
+        await _choose_service(ctx, draft, asked=requested == "service")
+    elif draft is None or ctx.service(draft.service_code) is None:
+        ctx.set_slot("service", None)  # the draft is gone: start again from the service
+    elif requested == "field_answer":
+        _take_field_answer(ctx, draft)
+    elif requested == "confirmation":
+        _take_confirmation(ctx, draft)
+
+
+async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, asked: bool) -> None:
+    code = next(iter(ctx.entities("service")), None) or ctx.slot("service")
+    service = ctx.service(code)
+    if service is None and asked:
+        index = match_option(ctx.text, [ctx._(s.name) for s in ctx.catalogue.services])
+        service = ctx.catalogue.services[index] if index is not None else None
+        if service is None:
+            ctx.say(ctx._(N_("Sorry, I do not know that service.")))
+            ctx.set_slot("service", None)
+            return
+    if service is None:
+        return
+    if draft is not None and draft.service_code == service.code and draft.answers:
+        ctx.say(ctx._(N_("Let's continue your {service} application."), service=ctx._(service.name)))
+    else:
+        if draft is not None:
+            await ctx.session.delete(draft)
+            await ctx.session.flush()
+        draft = ApplicationDraft(
+            conversation_id=ctx.conversation.id, service_code=service.code, answers={}
+        )
+        ctx.session.add(draft)
+        count = len(service.fields)
+        ctx.say(
+            ctx.words.ngettext(
+                "Let's apply for: {service}. I will ask {count} question. Reply CANCEL at any time to stop.",
+                "Let's apply for: {service}. I will ask {count} questions. Reply CANCEL at any time to stop.",
+                count,
+            ).format(service=ctx._(service.name), count=count)
+        )
+    ctx.set_slot("service", service.code)
+    ctx.set_slot("field_answer", None if current_field(service, draft) else COMPLETE)
+    ctx.set_slot("confirmation", None)
+
+
+def _take_field_answer(ctx: ActionContext, draft: ApplicationDraft) -> None:
+    service = ctx.service(draft.service_code)
+    assert service is not None
+    field = current_field(service, draft)
+    if field is None:
+        ctx.set_slot("field_answer", COMPLETE)
+        return
+    check = check_answer(field, ctx.text, ctx.today)
+    if check.value is None:
+        draft.failed_attempts += 1
+        problem = ctx.words.gettext(check.problem) if check.problem else ""
+        ctx.say(f"{problem} {ctx._(field.hint)}".strip())
+        ctx.set_slot("field_answer", None)
+        return
+    draft.answers = {**draft.answers, field.name: check.value}
+    draft.editing_field = None
+    draft.failed_attempts = 0
+    ctx.set_slot("field_answer", None if current_field(service, draft) else COMPLETE)
+
+
+def _take_confirmation(ctx: ActionContext, draft: ApplicationDraft) -> None:
+    service = ctx.service(draft.service_code)
+    assert service is not None
+    if draft.editing_field == CHOOSING_FIELD:
+        index = match_option(ctx.text, [ctx._(field.label) for field in service.fields])
+        if index is None:
+            ctx.say(ctx._(N_("Please choose one of the options.")))
+        else:
+            field = service.fields[index]
+            draft.answers = {k: v for k, v in draft.answers.items() if k != field.name}
+            draft.editing_field = field.name
+            ctx.set_slot("field_answer", None)
+        ctx.set_slot("confirmation", None)
+        return
+    choice = match_option(ctx.text, [ctx._(N_("Yes, send it")), ctx._(N_("Change something"))])
+    if choice == 0 or (choice is None and ctx.intent == "affirm"):
+        ctx.set_slot("confirmation", "yes")
+    elif choice == 1 or ctx.intent == "deny":
+        draft.editing_field = CHOOSING_FIELD
+        ctx.set_slot("confirmation", None)
+    else:
+        ctx.say(ctx._(N_("Please reply 1 to send it, or 2 to change something.")))
+        ctx.set_slot("confirmation", None)
+
+
+@action("action_ask_service")
+async def ask_service(ctx: ActionContext) -> None:
+    ctx.say(ctx._(N_("Which service would you like to apply for?")), service_buttons(ctx, "apply_service"))
+
+
+@action("action_ask_field_answer")
+async def ask_field_answer(ctx: ActionContext) -> None:
+    draft = await load_draft(ctx)
+    service = ctx.service(draft.service_code) if draft else None
+    field = current_field(service, draft) if service and draft else None
+    if service is None or draft is None or field is None:
+        await ask_service(ctx)
+        return
+    number = [f.name for f in service.fields].index(field.name) + 1
+    progress = ctx._(N_("({number} of {total})"), number=number, total=len(service.fields))
+    buttons = [Button(ctx._(c.label), str(i)) for i, c in enumerate(field.choices, start=1)]
+    ctx.say(f"{ctx._(field.prompt)} {progress}", buttons)
+
+
+@action("action_ask_confirmation")
+async def ask_confirmation(ctx: ActionContext) -> None:
+    draft = await load_draft(ctx)
+    service = ctx.service(draft.service_code) if draft else None
+    if service is None or draft is None:
+        await ask_service(ctx)
+        return
+    if draft.editing_field == CHOOSING_FIELD:
+        ctx.say(
+            ctx._(N_("Which detail would you like to change?")),
+            [Button(ctx._(f.label), str(i)) for i, f in enumerate(service.fields, start=1)],
+        )
+        return
+    lines = [ctx._(N_("Please check your application for: {service}"), service=ctx._(service.name))]
+    for field in service.fields:
+        if field.name in draft.answers:
+            value = display_value(ctx, field, str(draft.answers[field.name]))
+            lines.append(f"- {ctx._(field.label)}: {value}")
+    lines.append(ctx._(N_("Is everything correct?")))
+    ctx.say(
+        "\n".join(lines),
+        [Button(ctx._(N_("Yes, send it")), "1"), Button(ctx._(N_("Change something")), "2")],
+    )

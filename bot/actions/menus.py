@@ -1,0 +1,42 @@
+"""Replies shared by several actions: the main menu and service choices."""
+
+from __future__ import annotations
+
+import json
+
+from bot.actions.context import ActionContext
+from channels.base import Button
+
+# Intents that interrupt a form instead of answering its question.
+INTERRUPTING_INTENTS = frozenset({"cancel", "help", "talk_to_human"})
+INTERRUPTION_CONFIDENCE = 0.6
+
+
+def is_interruption(ctx: ActionContext) -> bool:
+    """True when the citizen asked to cancel, for help or for a person mid-form."""
+    return (
+        ctx.intent in INTERRUPTING_INTENTS
+        and ctx.intent_confidence >= INTERRUPTION_CONFIDENCE
+        and len(ctx.text.split()) <= 8
+    )
+
+
+def intent_payload(intent: str, **entities: str) -> str:
+    """A button payload Rasa reads as an intent with entities, skipping the NLU."""
+    return f"/{intent}{json.dumps(entities)}" if entities else f"/{intent}"
+
+
+def main_menu(ctx: ActionContext) -> list[Button]:
+    return [
+        Button(ctx._("Apply for a service"), intent_payload("apply_service")),
+        Button(ctx._("Check an application"), intent_payload("check_status")),
+        Button(ctx._("Service information"), intent_payload("service_info")),
+        Button(ctx._("Talk to a person"), intent_payload("talk_to_human")),
+    ]
+
+
+def service_buttons(ctx: ActionContext, intent: str) -> list[Button]:
+    return [
+        Button(ctx._(service.name), intent_payload(intent, service=service.code))
+        for service in ctx.catalogue.services
+    ]

@@ -1,0 +1,99 @@
+"""HTTP endpoints Rasa calls: the custom-action server and the NLG server.
+
+Both require the bearer token configured in ``endpoints.yml``. The conversation is looked
+up by Rasa's ``sender_id`` (our conversation id), so handlers work with the citizen's
+own records and language.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+# Importing the handler modules registers their actions.
+from bot.actions import application, general, status as status_actions, submission  # noqa: F401
+from bot.actions.context import ActionContext
+from bot.actions.protocol import ActionCall, NlgCall
+from bot.actions.registry import ACTIONS
+from bot.db.models import Citizen, Conversation, Direction, Message
+from bot.deps import Runtime, get_runtime
+from bot.i18n import localizer
+from bot.nlg import render_response
+from sqlalchemy import select
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/rasa", tags=["rasa"])
+
+
+def require_rasa(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    expected = f"Bearer {runtime.settings.action_endpoint_token.get_secret_value()}"
+    if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden")
+
+
+@router.post("/actions", dependencies=[Depends(require_rasa)])
+async def run_action(call: ActionCall, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Any:
+    handler = ACTIONS.get(call.next_action)
+    if handler is None:
+        return JSONResponse(
+            {"action_name": call.next_action, "error": f"no action {call.next_action}"},
+            status_code=404,
+        )
+    async with runtime.sessions() as session:
+        conversation = await session.get(Conversation, call.sender_id)
+        citizen = await session.get(Citizen, conversation.citizen_id) if conversation else None
+        if conversation is None or citizen is None:
+            return JSONResponse(
+                {"action_name": call.next_action, "error": "unknown conversation"}, status_code=400
+            )
+        ctx = ActionContext(
+            call=call,
+            session=session,
+            conversation=conversation,
+            citizen=citizen,
+            words=localizer(citizen.language, runtime.settings.default_language),
+            catalogue=runtime.catalogue,
+            connectors=runtime.connectors,
+            settings=runtime.settings,
+            today=date.today(),
+        )
+        await handler(ctx)
+        await _record_intent(session, ctx)
+        await session.commit()
+    return {"events": ctx.events, "responses": ctx.responses}
+
+
+async def _record_intent(session: Any, ctx: ActionContext) -> None:
+    """Keep what the bot understood beside the message (for agents and evaluation)."""
+    if ctx.intent is None:
+        return
+    message = await session.scalar(
+        select(Message)
+        .where(Message.conversation_id == ctx.conversation.id, Message.direction == Direction.INBOUND)
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if message is not None and message.intent is None:
+        message.intent = ctx.intent
+
+
+@router.post("/nlg", dependencies=[Depends(require_rasa)])
+async def nlg(call: NlgCall, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Any:
+    async with runtime.sessions() as session:
+        conversation = await session.get(Conversation, call.tracker.sender_id)
+        citizen = await session.get(Citizen, conversation.citizen_id) if conversation else None
+    language = citizen.language if citizen else None
+    words = localizer(language, runtime.settings.default_language)
+    rendered = render_response(runtime.responses, call.response, words)
+    if rendered is None:
+        logger.error("no response named %s", call.response)
+        rendered = render_response(runtime.responses, "utter_default", words) or {"text": ""}
+    return rendered

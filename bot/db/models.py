@@ -1,0 +1,147 @@
+"""Gateway tables. Conversation state lives here (and in Rasa's tracker store), never in
+process memory, so that several gateway replicas can serve the same citizens."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class Citizen(Base):
+    """A person, possibly reachable through several channel identities."""
+
+    __tablename__ = "citizens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    language: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    identities: Mapped[list[ChannelIdentity]] = relationship(back_populates="citizen")
+
+
+class ChannelIdentity(Base):
+    """A citizen's address on one channel: a phone number, a Telegram chat, a web session."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    citizen: Mapped[Citizen] = relationship(back_populates="identities")
+
+
+class Conversation(Base):
+    """One identity's dialogue. Its id is the ``sender_id`` Rasa sees: no phone numbers
+    or other personal data reach Rasa's tracker store."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"), unique=True)
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    identity: Mapped[ChannelIdentity] = relationship()
+
+
+class Message(Base):
+    """Every message in and out, stored before it is processed so nothing is lost."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
+        Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    direction: Mapped[Direction] = mapped_column(Enum(Direction, native_enum=False, length=8))
+    channel: Mapped[str] = mapped_column(String(32))
+    # The provider's id (Twilio MessageSid, Telegram update_id...) for de-duplication.
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text, default="")
+    buttons: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    intent: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApplicationDraft(Base):
+    """Answers collected so far for an application not yet filed, one per conversation."""
+
+    __tablename__ = "application_drafts"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), primary_key=True)
+    service_code: Mapped[str] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The field the citizen is being asked again (after choosing "change" at the summary).
+    editing_field: Mapped[str | None] = mapped_column(String(64))
+    failed_attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Application(Base):
+    """An application filed through the gateway, and what the backend last told us."""
+
+    __tablename__ = "applications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # The backend's reference once it accepted the application; until then the citizen
+    # holds the gateway's provisional reference (same format), which stays valid.
+    reference: Mapped[str | None] = mapped_column(String(16), unique=True)
+    provisional_reference: Mapped[str] = mapped_column(String(16), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)
+    service_code: Mapped[str] = mapped_column(String(64))
+    connector: Mapped[str] = mapped_column(String(32))
+    backend_id: Mapped[str | None] = mapped_column(String(128))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id"), index=True)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    answers: Mapped[dict[str, Any]] = mapped_column()
+    language: Mapped[str] = mapped_column(String(8))
+    # "submitting" / "pending_submission" until the backend accepts, then its Stage.
+    stage: Mapped[str] = mapped_column(String(32), default="submitting")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class VerificationAttempt(Base):
+    """A second-factor answer given to see an application's status from another identity."""
+
+    __tablename__ = "verification_attempts"
+    __table_args__ = (Index("ix_verification_application_identity", "application_id", "identity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"))
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"))
+    succeeded: Mapped[bool] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,34 @@
+"""The application's shared runtime, reached by routes through ``Annotated`` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.nlg import Responses
+from bot.rasa_client import RasaClient
+from bot.settings import Settings
+from service_connectors.base import ServiceConnector
+from service_connectors.catalogue import Catalogue
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    rasa: RasaClient
+    catalogue: Catalogue
+    connectors: dict[str, ServiceConnector]
+    responses: Responses
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,92 @@
+"""The gateway's FastAPI application: channels, Rasa's action/NLG endpoints, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from bot.actions.router import router as rasa_router
+from bot.connectors import build_connectors
+from bot.conversation import ConversationService
+from bot.db.session import create_engine, session_factory
+from bot.deps import Runtime, RuntimeDep
+from bot.nlg import load_responses
+from bot.rasa_client import RasaClient, RasaUnavailable
+from bot.settings import PROJECT_ROOT, Settings, get_settings
+from channels.registry import enabled_channels
+from service_connectors.catalogue import load_catalogue
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    rasa = RasaClient(
+        str(settings.rasa_url).rstrip("/"),
+        settings.rasa_token.get_secret_value() if settings.rasa_token else None,
+        settings.rasa_timeout_seconds,
+    )
+    catalogue = load_catalogue(settings.catalogue_path)
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        rasa=rasa,
+        catalogue=catalogue,
+        connectors=build_connectors(settings, catalogue),
+        responses=load_responses(PROJECT_ROOT / "bot" / "domain.yml"),
+    )
+    conversations = ConversationService(settings, sessions, rasa)
+    channels = enabled_channels(settings, conversations)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for connector in runtime.connectors.values():
+            await connector.initialize()
+        for channel in channels:
+            await channel.initialize()
+        try:
+            yield
+        finally:
+            for channel in channels:
+                await channel.shutdown()
+            for connector in runtime.connectors.values():
+                await connector.shutdown()
+            await rasa.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="civicgate", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.include_router(rasa_router)
+    for channel in channels:
+        app.include_router(channel.router(), prefix=f"/channels/{channel.name}", tags=[channel.name])
+        for route, endpoint in channel.root_routes():
+            app.add_api_route(route, endpoint, include_in_schema=False)
+
+    @app.get("/healthz")
+    async def healthz(runtime: RuntimeDep) -> JSONResponse:
+        problems: dict[str, Any] = {}
+        try:
+            async with runtime.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not healthy", reported below
+            problems["database"] = type(exc).__name__
+        try:
+            status = await runtime.rasa.status()
+            if not status.get("model_file"):
+                problems["rasa"] = "no model loaded"
+        except RasaUnavailable as exc:
+            problems["rasa"] = f"unreachable ({exc})"
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return app

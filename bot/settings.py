@@ -1,0 +1,60 @@
+"""Settings from the environment (pydantic-settings), refusing placeholder secrets in production."""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "secret", "dev-action-token"})
+
+
+class Environment(enum.StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    environment: Environment = Environment.LOCAL
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'gateway.db'}"
+    rasa_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:5005")
+    rasa_token: SecretStr | None = None
+    rasa_timeout_seconds: float = 20.0
+    # Rasa calls the action endpoint and the NLG endpoint with this bearer token.
+    action_endpoint_token: SecretStr = SecretStr("dev-action-token")
+    catalogue_path: Path = PROJECT_ROOT / "service_connectors" / "catalogue.yml"
+    reference_backend_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8100")
+    reference_backend_api_key: SecretStr = SecretStr("dev-backend-key")
+    connector_timeout_seconds: float = 10.0
+    default_language: str = "en"
+    supported_languages: tuple[str, ...] = ("en",)
+    # Longer messages are stored whole but not sent to the NLU (a polite reply instead).
+    max_message_chars: Annotated[int, Field(ge=16)] = 1000
+    # Wrong second-factor answers allowed per application and identity, per day.
+    max_verification_attempts: Annotated[int, Field(ge=1)] = 3
+    # Shown while the call-centre handoff is not built; hours are a translatable msgid.
+    call_centre_phone: str = "311"
+    call_centre_hours: str = "Monday to Friday, 8 am to 6 pm"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            for name in ("action_endpoint_token", "reference_backend_api_key"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value().lower() in PLACEHOLDER_SECRETS or value.get_secret_value().startswith("dev-"):
+                    raise ValueError(f"{name.upper()} must be set to a real secret in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

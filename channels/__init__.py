@@ -1,0 +1,1 @@
+"""Channels: one module per channel behind :class:`channels.base.Channel`, an explicit registry."""

@@ -1,0 +1,43 @@
+"""The REST channel: Rasa's REST shape, for tests, integrations and existing tools.
+
+``POST /channels/rest/webhook`` with ``{"sender", "message"}`` answers the bot's replies
+as a JSON list of ``{"text", "buttons"?}``. It is meant for trusted callers behind the
+deployment's own access control (the sender id is taken as given).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
+
+from channels.base import Channel, IncomingMessage
+
+
+class RestMessage(BaseModel):
+    sender: Annotated[str, Field(min_length=1, max_length=128)]
+    message: Annotated[str, Field(max_length=100_000)] = ""
+    message_id: Annotated[str | None, Field(max_length=128)] = None
+
+
+class RestChannel(Channel):
+    name = "rest"
+    redacted_keys = frozenset({"sender", "message"})
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/webhook")
+        async def webhook(body: Annotated[RestMessage, Body()]) -> list[dict[str, Any]]:
+            replies = await self.conversations.handle(
+                IncomingMessage(
+                    channel=self.name,
+                    sender=body.sender,
+                    text=body.message,
+                    external_id=body.message_id,
+                )
+            )
+            return [reply.as_rest_json() for reply in replies]
+
+        return router

@@ -1,0 +1,120 @@
+"""The web chat: a page at ``/`` and a websocket, for any browser, old phones included.
+
+The browser is identified by a random session cookie the server issues (HttpOnly), never
+by anything the page chooses. Browsers without WebSocket fall back to a plain POST.
+A websocket from another origin is refused (cross-site websocket hijacking).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import jinja2
+from babel import Locale
+from fastapi import APIRouter, Cookie, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+
+from bot.i18n import localizer
+from channels.base import Channel, IncomingMessage
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "civicgate_chat"
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True,
+    extensions=["jinja2.ext.i18n"],
+)
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+class ChatPost(BaseModel):
+    message: Annotated[str, Field(max_length=100_000)] = ""
+
+
+class WebChatChannel(Channel):
+    name = "webchat"
+    redacted_keys = frozenset({"message", COOKIE})
+
+    def page_language(self, accept_language: str | None) -> str:
+        supported = list(self.settings.supported_languages)
+        wanted = [
+            part.split(";")[0].strip().replace("-", "_")
+            for part in (accept_language or "").split(",")
+            if part.strip()
+        ]
+        negotiated = Locale.negotiate(wanted, supported, sep="_")
+        return str(negotiated) if negotiated else self.settings.default_language
+
+    def root_routes(self) -> list[tuple[str, Any]]:
+        async def page(request: Request) -> Response:
+            language = self.page_language(request.headers.get("accept-language"))
+            words = localizer(language)
+            template = TEMPLATES.get_template("webchat.html")
+            template.environment.install_gettext_callables(  # type: ignore[attr-defined]
+                words.gettext, words.ngettext, newstyle=True
+            )
+            html = template.render(language=language)
+            response = HTMLResponse(html)
+            if not request.cookies.get(COOKIE):
+                response.set_cookie(
+                    COOKIE, secrets.token_urlsafe(32), httponly=True, samesite="strict",
+                    max_age=60 * 60 * 24 * 30, secure=request.url.scheme == "https",
+                )
+            return response
+
+        return [("/", page)]
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.get("/webchat.js")
+        async def script() -> Response:
+            return Response(
+                (STATIC_DIR / "webchat.js").read_text(encoding="utf-8"),
+                media_type="application/javascript",
+            )
+
+        @router.post("/messages")
+        async def post_message(
+            body: ChatPost, session: Annotated[str | None, Cookie(alias=COOKIE)] = None
+        ) -> list[dict[str, Any]]:
+            if not session:
+                raise HTTPException(403, "no chat session; reload the page")
+            return await self._exchange(session, body.message)
+
+        @router.websocket("/ws")
+        async def websocket(socket: WebSocket) -> None:
+            session = socket.cookies.get(COOKIE)
+            if not session or not _same_origin(socket):
+                await socket.close(code=1008)
+                return
+            await socket.accept()
+            try:
+                while True:
+                    data = await socket.receive_json()
+                    text = str(data.get("message", "")) if isinstance(data, dict) else ""
+                    for reply in await self._exchange(session, text):
+                        await socket.send_json(reply)
+            except WebSocketDisconnect:
+                return
+
+        return router
+
+    async def _exchange(self, session: str, text: str) -> list[dict[str, Any]]:
+        replies = await self.conversations.handle(
+            IncomingMessage(channel=self.name, sender=session, text=text)
+        )
+        return [reply.as_rest_json() for reply in replies]
+
+
+def _same_origin(socket: WebSocket) -> bool:
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: cookies would not be sent cross-site anyway
+    return urlsplit(origin).netloc == socket.headers.get("host")

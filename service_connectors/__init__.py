@@ -1,0 +1,1 @@
+"""Service connectors: one abstract interface, one module per backend kind, the catalogue."""

@@ -1,0 +1,69 @@
+"""The gateway and the reference backend as real servers on loopback, for tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from alembic import command
+from alembic.config import Config
+from support.servers import ThreadedServer, serve
+
+from bot.main import create_app
+from bot.settings import PROJECT_ROOT, Environment, Settings
+from service_connectors.reference_backend import create_app as create_backend
+
+ACTION_TOKEN = "test-action-token"
+BACKEND_API_KEY = "test-backend-key"
+OPERATOR_TOKEN = "test-operator-token"
+
+
+def migrate(database_url: str) -> None:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+@contextmanager
+def reference_backend(directory: Path) -> Iterator[ThreadedServer]:
+    app = create_backend(
+        f"sqlite:///{directory / 'backend.db'}", BACKEND_API_KEY, OPERATOR_TOKEN
+    )
+    with serve(app) as server:
+        yield server
+
+
+def gateway_settings(directory: Path, backend_url: str, **overrides: Any) -> Settings:
+    database_url = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
+    values: dict[str, Any] = {
+        "environment": Environment.TEST,
+        "database_url": database_url,
+        "rasa_url": "http://127.0.0.1:9",  # nothing listens: Rasa is "down" unless overridden
+        "action_endpoint_token": ACTION_TOKEN,
+        "reference_backend_url": backend_url,
+        "reference_backend_api_key": BACKEND_API_KEY,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextmanager
+def gateway(settings: Settings) -> Iterator[ThreadedServer]:
+    migrate(settings.database_url)
+    with serve(create_app(settings)) as server:
+        yield server
+
+
+def advance(backend_url: str, reference: str, stage: str | None = None) -> dict[str, Any]:
+    response = httpx.post(
+        f"{backend_url}/operator/applications/{reference}/advance",
+        json={"stage": stage} if stage else {},
+        headers={"X-Operator-Token": OPERATOR_TOKEN},
+    )
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
