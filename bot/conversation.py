@@ -68,7 +68,9 @@ class ConversationService:
         try:
             return await self.rasa.send(participant.conversation_id, text.strip())
         except RasaUnavailable as exc:
-            logger.error("Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id)
+            logger.error(
+                "Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id
+            )
             return [OutgoingMessage(words.gettext(ENGINE_DOWN_MESSAGE))]
 
     def _input_problem(self, text: str, words: Localizer) -> str | None:
@@ -108,7 +110,10 @@ class ConversationService:
             return None
         identity, conversation, citizen = row
         return Participant(
-            citizen.id, identity.id, conversation.id, citizen.language or self.settings.default_language
+            citizen.id,
+            identity.id,
+            conversation.id,
+            citizen.language or self.settings.default_language,
         )
 
     async def _create(self, session: AsyncSession, channel: str, sender: str) -> Participant:
@@ -127,6 +132,9 @@ class ConversationService:
     async def _store_inbound(self, participant: Participant, incoming: IncomingMessage) -> bool:
         """Commit the message before processing; ``False`` if this provider id was seen."""
         async with self.sessions() as session:
+            conversation = await session.get(Conversation, participant.conversation_id)
+            if conversation is not None:
+                conversation.last_activity_at = utcnow()
             session.add(
                 Message(
                     conversation_id=participant.conversation_id,
@@ -136,9 +144,6 @@ class ConversationService:
                     text=incoming.text,
                 )
             )
-            conversation = await session.get(Conversation, participant.conversation_id)
-            if conversation is not None:
-                conversation.last_activity_at = utcnow()
             try:
                 await session.commit()
             except IntegrityError:

@@ -75,9 +75,18 @@ def ensure_model() -> Path:
             return model
         print("civicgate: training data changed, training the Rasa model...", flush=True)
         command = rasa_command(
-            "train", "--config", "config.yml", "--domain", "bot/domain.yml",
-            "--data", "bot/data", "intents/en",
-            "--out", str(MODELS_DIR), "--fixed-model-name", model.name.removesuffix(".tar.gz"),
+            "train",
+            "--config",
+            "config.yml",
+            "--domain",
+            "bot/domain.yml",
+            "--data",
+            "bot/data",
+            "intents/en",
+            "--out",
+            str(MODELS_DIR),
+            "--fixed-model-name",
+            model.name.removesuffix(".tar.gz"),
         )
         subprocess.run(command, cwd=PROJECT_ROOT, env=rasa_base_env(), check=True)  # noqa: S603
     return model
@@ -134,17 +143,25 @@ class StackConfig:
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=PROJECT_ROOT, env=env, check=True
     )
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
     output = log.open("ab") if log else None
-    return subprocess.Popen(  # noqa: S603
-        command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
-        start_new_session=True,
-    )
+    try:
+        return subprocess.Popen(  # noqa: S603
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy of the descriptor
 
 
 def wait_until(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -174,7 +191,9 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(config: StackConfig, model: Path, logs: Path | None = None) -> Iterator[StackConfig]:
+def running_stack(
+    config: StackConfig, model: Path, logs: Path | None = None
+) -> Iterator[StackConfig]:
     """Reference backend, gateway and Rasa, started and ready; stopped on exit."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     gateway_env = config.gateway_env()
@@ -183,21 +202,55 @@ def running_stack(config: StackConfig, model: Path, logs: Path | None = None) ->
     processes: list[subprocess.Popen[bytes]] = []
     try:
         backend = _spawn(
-            [sys.executable, "-m", "service_connectors.reference_backend", "--host", "127.0.0.1",
-             "--port", str(config.backend_port), "--database", str(config.data_dir / "reference_backend.db")],
-            config.backend_env(), log("backend"),
+            [
+                sys.executable,
+                "-m",
+                "service_connectors.reference_backend",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(config.backend_port),
+                "--database",
+                str(config.data_dir / "reference_backend.db"),
+            ],
+            config.backend_env(),
+            log("backend"),
         )
         processes.append(backend)
         gateway = _spawn(
-            [sys.executable, "-m", "uvicorn", "--factory", "bot.main:create_app", "--host", "127.0.0.1",
-             "--port", str(config.gateway_port), "--no-access-log"],
-            gateway_env, log("gateway"),
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bot.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(config.gateway_port),
+                "--no-access-log",
+            ],
+            gateway_env,
+            log("gateway"),
         )
         processes.append(gateway)
         rasa = _spawn(
-            rasa_command("run", "--enable-api", "-i", "127.0.0.1", "-p", str(config.rasa_port),
-                         "-m", str(model), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"),
-            config.rasa_env(), log("rasa"),
+            rasa_command(
+                "run",
+                "--enable-api",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(config.rasa_port),
+                "-m",
+                str(model),
+                "--endpoints",
+                "endpoints.yml",
+                "--credentials",
+                "credentials.yml",
+            ),
+            config.rasa_env(),
+            log("rasa"),
         )
         processes.append(rasa)
         wait_until(f"{config.backend_url}/healthz", 30, backend)

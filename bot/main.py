@@ -67,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(rasa_router)
     for channel in channels:
-        app.include_router(channel.router(), prefix=f"/channels/{channel.name}", tags=[channel.name])
+        app.include_router(
+            channel.router(), prefix=f"/channels/{channel.name}", tags=[channel.name]
+        )
         for route, endpoint in channel.root_routes():
             app.add_api_route(route, endpoint, include_in_schema=False)
 

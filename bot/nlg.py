@@ -30,6 +30,7 @@ def render_response(responses: Responses, name: str, words: Localizer) -> dict[s
     rendered: dict[str, Any] = {"text": words.gettext(str(chosen.get("text", "")))}
     if chosen.get("buttons"):
         rendered["buttons"] = [
-            {"title": words.gettext(str(b["title"])), "payload": b["payload"]} for b in chosen["buttons"]
+            {"title": words.gettext(str(b["title"])), "payload": b["payload"]}
+            for b in chosen["buttons"]
         ]
     return rendered

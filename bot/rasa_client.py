@@ -9,13 +9,16 @@ import httpx
 from channels.base import Button, OutgoingMessage
 
 
-class RasaUnavailable(Exception):
+class RasaUnavailable(Exception):  # noqa: N818 (named like the connectors' errors)
     """Rasa is down, slow or failing: the citizen gets an apology, nothing is lost."""
 
 
 class RasaClient:
     def __init__(
-        self, base_url: str, token: str | None = None, timeout: float = 20.0,
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 20.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout)

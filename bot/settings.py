@@ -50,7 +50,10 @@ class Settings(BaseSettings):
         if self.environment is Environment.PRODUCTION:
             for name in ("action_endpoint_token", "reference_backend_api_key"):
                 value: SecretStr = getattr(self, name)
-                if value.get_secret_value().lower() in PLACEHOLDER_SECRETS or value.get_secret_value().startswith("dev-"):
+                if (
+                    value.get_secret_value().lower() in PLACEHOLDER_SECRETS
+                    or value.get_secret_value().startswith("dev-")
+                ):
                     raise ValueError(f"{name.upper()} must be set to a real secret in production")
         return self
 

@@ -63,8 +63,12 @@ class WebChatChannel(Channel):
             response = HTMLResponse(html)
             if not request.cookies.get(COOKIE):
                 response.set_cookie(
-                    COOKIE, secrets.token_urlsafe(32), httponly=True, samesite="strict",
-                    max_age=60 * 60 * 24 * 30, secure=request.url.scheme == "https",
+                    COOKIE,
+                    secrets.token_urlsafe(32),
+                    httponly=True,
+                    samesite="strict",
+                    max_age=60 * 60 * 24 * 30,
+                    secure=request.url.scheme == "https",
                 )
             return response
 

@@ -164,6 +164,10 @@ def _parse_worded_date(answer: str, today: date, prefer_past: bool) -> date | No
         return None
     parsed = results[0].date()
     year_digits = re.findall(r"\d+", answer)
-    if year_digits and len(year_digits[-1]) <= 2 and str(parsed.year)[-2:] == year_digits[-1].zfill(2):
+    if (
+        year_digits
+        and len(year_digits[-1]) <= 2
+        and str(parsed.year)[-2:] == year_digits[-1].zfill(2)
+    ):
         parsed = parsed.replace(year=_expand_year(parsed.year % 100, today, prefer_past))
     return parsed

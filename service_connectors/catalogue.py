@@ -57,7 +57,9 @@ class ServiceField(BaseModel):
     @model_validator(mode="after")
     def _choices_match_type(self) -> Self:
         if (self.type is FieldType.CHOICE) != bool(self.choices):
-            raise ValueError(f"field {self.name}: choices are required for, and only for, type choice")
+            raise ValueError(
+                f"field {self.name}: choices are required for, and only for, type choice"
+            )
         return self
 
 

@@ -31,7 +31,9 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 
 def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    if host is not None and not _is_loopback(str(host if not isinstance(host, bytes) else host.decode())):
+    if host is not None and not _is_loopback(
+        str(host if not isinstance(host, bytes) else host.decode())
+    ):
         raise RuntimeError(f"test tried to resolve a non-loopback host: {host}")
     return _real_getaddrinfo(host, *args, **kwargs)
 

@@ -48,10 +48,10 @@ def display_value(ctx: ActionContext, field: ServiceField, value: str) -> str:
 
 @action("validate_application_form")
 async def validate_application_form(ctx: ActionContext) -> None:
-    if is_interruption(ctx):
-        return  # nothing validated: Rasa rejects the form and the rules take over
     requested = ctx.requested_slot
     draft = await load_draft(ctx)
+    if is_interruption(ctx) and not _is_structured_answer(ctx, draft, requested):
+        return  # nothing validated: Rasa rejects the form and the rules take over
     if requested in (None, "service"):
         await _choose_service(ctx, draft, asked=requested == "service")
     elif draft is None or ctx.service(draft.service_code) is None:
@@ -60,6 +60,25 @@ async def validate_application_form(ctx: ActionContext) -> None:
         _take_field_answer(ctx, draft)
     elif requested == "confirmation":
         _take_confirmation(ctx, draft)
+
+
+def _is_structured_answer(
+    ctx: ActionContext, draft: ApplicationDraft | None, requested: str | None
+) -> bool:
+    """A valid date, number or menu choice is an answer, whatever the classifier says."""
+    service = ctx.service(draft.service_code) if draft else None
+    if draft is None or service is None:
+        return False
+    if requested == "field_answer":
+        field = current_field(service, draft)
+        return (
+            field is not None
+            and field.type in (FieldType.DATE, FieldType.NUMBER, FieldType.CHOICE)
+            and check_answer(field, ctx.text, ctx.today).ok
+        )
+    if requested == "confirmation":
+        return ctx.text.strip().isdigit()
+    return False
 
 
 async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, asked: bool) -> None:
@@ -75,7 +94,9 @@ async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, as
     if service is None:
         return
     if draft is not None and draft.service_code == service.code and draft.answers:
-        ctx.say(ctx._(N_("Let's continue your {service} application."), service=ctx._(service.name)))
+        ctx.say(
+            ctx._(N_("Let's continue your {service} application."), service=ctx._(service.name))
+        )
     else:
         if draft is not None:
             await ctx.session.delete(draft)
@@ -87,8 +108,10 @@ async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, as
         count = len(service.fields)
         ctx.say(
             ctx.words.ngettext(
-                "Let's apply for: {service}. I will ask {count} question. Reply CANCEL at any time to stop.",
-                "Let's apply for: {service}. I will ask {count} questions. Reply CANCEL at any time to stop.",
+                "Let's apply for: {service}. I will ask {count} question."
+                " Reply CANCEL at any time to stop.",
+                "Let's apply for: {service}. I will ask {count} questions."
+                " Reply CANCEL at any time to stop.",
                 count,
             ).format(service=ctx._(service.name), count=count)
         )
@@ -144,7 +167,10 @@ def _take_confirmation(ctx: ActionContext, draft: ApplicationDraft) -> None:
 
 @action("action_ask_service")
 async def ask_service(ctx: ActionContext) -> None:
-    ctx.say(ctx._(N_("Which service would you like to apply for?")), service_buttons(ctx, "apply_service"))
+    ctx.say(
+        ctx._(N_("Which service would you like to apply for?")),
+        service_buttons(ctx, "apply_service"),
+    )
 
 
 @action("action_ask_field_answer")

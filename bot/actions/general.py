@@ -13,6 +13,7 @@ from bot.db.models import ApplicationDraft
 from bot.i18n import N_, localizer
 from channels.base import Button
 from service_connectors.answers import match_option
+from service_connectors.catalogue import Service
 
 N_("Monday to Friday, 8 am to 6 pm")  # the default of CALL_CENTRE_HOURS, for translators
 FORM_SLOTS = ("service", "field_answer", "confirmation", "reference", "verification_answer")
@@ -39,7 +40,9 @@ async def service_info(ctx: ActionContext) -> None:
         documents = "; ".join(ctx._(document) for document in service.documents)
         lines.append(ctx._(N_("You need: {documents}."), documents=documents))
     if service.fee:
-        lines.append(ctx._(N_("Fee: {fee}."), fee=ctx.words.money(service.fee, ctx.catalogue.currency)))
+        lines.append(
+            ctx._(N_("Fee: {fee}."), fee=ctx.words.money(service.fee, ctx.catalogue.currency))
+        )
     else:
         lines.append(ctx._(N_("There is no fee.")))
     lines.append(
@@ -54,7 +57,7 @@ async def service_info(ctx: ActionContext) -> None:
     )
 
 
-def _service_from_text(ctx: ActionContext) -> object:
+def _service_from_text(ctx: ActionContext) -> Service | None:
     index = match_option(ctx.text, [ctx._(s.name) for s in ctx.catalogue.services])
     return ctx.catalogue.services[index] if index is not None else None
 
@@ -67,9 +70,8 @@ async def cancel(ctx: ActionContext) -> None:
     )
     for slot in FORM_SLOTS:
         ctx.set_slot(slot, None)
-    if in_form:
-        ctx.emit(active_loop(None))
-    if in_form or getattr(result, "rowcount", 0):
+    ctx.emit(active_loop(None))  # always: the rules expect it after action_cancel
+    if in_form or int(getattr(result, "rowcount", 0) or 0):
         ctx.say(ctx._(N_("OK, I have stopped. Nothing was sent. Reply HELP to see what I can do.")))
     else:
         ctx.say(ctx._(N_("There is nothing to cancel. Reply HELP to see what I can do.")))
@@ -98,7 +100,9 @@ async def fallback(ctx: ActionContext) -> None:
             ],
         )
     else:
-        ctx.say(ctx._(N_("Sorry, I did not understand that. Here is what I can do:")), main_menu(ctx))
+        ctx.say(
+            ctx._(N_("Sorry, I did not understand that. Here is what I can do:")), main_menu(ctx)
+        )
 
 
 @action("action_talk_to_human")

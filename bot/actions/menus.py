@@ -13,11 +13,20 @@ INTERRUPTION_CONFIDENCE = 0.6
 
 
 def is_interruption(ctx: ActionContext) -> bool:
-    """True when the citizen asked to cancel, for help or for a person mid-form."""
+    """True when the citizen asked to cancel, for help or for a person mid-form.
+
+    A button payload counts; typed text counts only when it is a few words, each with a
+    letter: the classifier is not to be trusted on dates, numbers or references.
+    """
+    if ctx.intent not in INTERRUPTING_INTENTS:
+        return False
+    if ctx.text.startswith("/"):
+        return True
+    words = ctx.text.split()
     return (
-        ctx.intent in INTERRUPTING_INTENTS
-        and ctx.intent_confidence >= INTERRUPTION_CONFIDENCE
-        and len(ctx.text.split()) <= 8
+        ctx.intent_confidence >= INTERRUPTION_CONFIDENCE
+        and 0 < len(words) <= 8
+        and all(any(ch.isalpha() for ch in word) for word in words)
     )
 
 

@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 # Importing the handler modules registers their actions.
-from bot.actions import application, general, status as status_actions, submission  # noqa: F401
+from bot.actions import application, general, submission  # noqa: F401
 from bot.actions.context import ActionContext
 from bot.actions.protocol import ActionCall, NlgCall
 from bot.actions.registry import ACTIONS
@@ -24,7 +25,6 @@ from bot.db.models import Citizen, Conversation, Direction, Message
 from bot.deps import Runtime, get_runtime
 from bot.i18n import localizer
 from bot.nlg import render_response
-from sqlalchemy import select
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/rasa", tags=["rasa"])
@@ -77,7 +77,9 @@ async def _record_intent(session: Any, ctx: ActionContext) -> None:
         return
     message = await session.scalar(
         select(Message)
-        .where(Message.conversation_id == ctx.conversation.id, Message.direction == Direction.INBOUND)
+        .where(
+            Message.conversation_id == ctx.conversation.id, Message.direction == Direction.INBOUND
+        )
         .order_by(Message.id.desc())
         .limit(1)
     )
@@ -86,7 +88,9 @@ async def _record_intent(session: Any, ctx: ActionContext) -> None:
 
 
 @router.post("/nlg", dependencies=[Depends(require_rasa)])
-async def nlg(call: NlgCall, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Any:
+async def nlg(
+    call: NlgCall, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> Any:
     async with runtime.sessions() as session:
         conversation = await session.get(Conversation, call.tracker.sender_id)
         citizen = await session.get(Citizen, conversation.citizen_id) if conversation else None

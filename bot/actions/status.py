@@ -54,7 +54,10 @@ STAGE_TEXTS: dict[str, tuple[str, str]] = {
     ),
     PENDING_SUBMISSION: (
         N_("Waiting to be sent"),
-        N_("Your application is saved and will be sent to the office as soon as its system is back."),
+        N_(
+            "Your application is saved and will be sent to the office"
+            " as soon as its system is back."
+        ),
     ),
 }
 
@@ -112,14 +115,19 @@ async def _take_reference(ctx: ActionContext, asked: bool) -> None:
     reference = next((r for r in map(find_reference, candidates) if r), None)
     if reference is None:
         if asked:
-            ctx.say(ctx._(N_("That does not look like a reference. A reference looks like BC-7K3Q9P.")))
+            ctx.say(
+                ctx._(N_("That does not look like a reference. A reference looks like BC-7K3Q9P."))
+            )
             ctx.set_slot("reference", None)
         return
     application = await find_application(ctx, reference)
     if application is None:
         ctx.say(
             ctx._(
-                N_("I cannot find an application with the reference {reference}. Please check it, or reply CANCEL."),
+                N_(
+                    "I cannot find an application with the reference {reference}."
+                    " Please check it, or reply CANCEL."
+                ),
                 reference=reference,
             )
         )
@@ -164,7 +172,9 @@ async def _take_verification(ctx: ActionContext) -> None:
     failures = await _failed_attempts(ctx, application)
     logger.warning(
         "wrong status verification for application %s from %s (%d today)",
-        application.id, mask(ctx.conversation.identity_id), failures,
+        application.id,
+        mask(ctx.conversation.identity_id),
+        failures,
     )
     remaining = ctx.settings.max_verification_attempts - failures
     if remaining <= 0:
@@ -195,7 +205,10 @@ async def ask_verification(ctx: ActionContext) -> None:
     field = service.field(service.verification_field)
     ctx.say(
         ctx._(
-            N_("To protect your privacy, please answer a question about this application. {question}"),
+            N_(
+                "To protect your privacy, please answer a question about this application."
+                " {question}"
+            ),
             question=ctx._(field.prompt),
         )
     )
@@ -211,7 +224,10 @@ async def check_status(ctx: ActionContext) -> None:
     if verification == LOCKED:
         ctx.say(
             ctx._(
-                N_("For your security, this status is locked after too many wrong answers. Please try again tomorrow, or call {phone}."),
+                N_(
+                    "For your security, this status is locked after too many wrong answers."
+                    " Please try again tomorrow, or call {phone}."
+                ),
                 phone=ctx.settings.call_centre_phone,
             )
         )

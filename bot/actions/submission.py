@@ -15,7 +15,12 @@ from bot.actions.protocol import followup
 from bot.actions.registry import action
 from bot.db.models import Application
 from bot.i18n import N_
-from service_connectors.base import BackendUnavailable, ConnectorError, Submission, SubmissionRejected
+from service_connectors.base import (
+    BackendUnavailable,
+    ConnectorError,
+    Submission,
+    SubmissionRejected,
+)
 from service_connectors.catalogue import Service, new_reference
 
 logger = logging.getLogger(__name__)
@@ -103,15 +108,23 @@ async def _ask_again(
     """The backend refused a field: ask that question again instead of a dead end."""
     await ctx.session.delete(application)
     draft = await load_draft(ctx)
-    field_name = next((name for name in rejection.field_errors if name in draft_names(service)), None)
+    field_name = next(
+        (name for name in rejection.field_errors if name in draft_names(service)), None
+    )
     if draft is None or field_name is None:
         _reset_form(ctx)
-        ctx.say(ctx._(N_("The office could not accept this application. Reply HELP to talk to a person.")))
+        ctx.say(
+            ctx._(
+                N_("The office could not accept this application. Reply HELP to talk to a person.")
+            )
+        )
         return
     field = service.field(field_name)
     draft.answers = {k: v for k, v in draft.answers.items() if k != field_name}
     draft.editing_field = field_name
-    ctx.say(ctx._(N_("The office could not accept the answer for: {field}."), field=ctx._(field.label)))
+    ctx.say(
+        ctx._(N_("The office could not accept the answer for: {field}."), field=ctx._(field.label))
+    )
     ctx.set_slot("field_answer", None)
     ctx.set_slot("confirmation", None)
     ctx.emit(followup("application_form"))

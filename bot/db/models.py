@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -21,7 +21,10 @@ def new_id() -> str:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 class Direction(enum.StrEnum):
@@ -138,7 +141,9 @@ class VerificationAttempt(Base):
     """A second-factor answer given to see an application's status from another identity."""
 
     __tablename__ = "verification_attempts"
-    __table_args__ = (Index("ix_verification_application_identity", "application_id", "identity_id"),)
+    __table_args__ = (
+        Index("ix_verification_application_identity", "application_id", "identity_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"))

@@ -24,9 +24,7 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection, target_metadata=target_metadata, render_as_batch=True
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -55,6 +55,8 @@ class IdempotencyKeyReusedError(Exception):
 
 
 class TransitionRefusedError(Exception):
+    """The workflow forbids the move, or another change to the application won the race."""
+
     def __init__(self, current: Stage, requested: Stage | None) -> None:
         allowed = ", ".join(TRANSITIONS[current]) or "none (final stage)"
         target = requested or "the next stage"

@@ -1,16 +1,21 @@
 """The department's own check of a filed form against the catalogue.
 
 The gateway validates answers too, but a department cannot trust its callers: it refuses
-missing and unknown fields and values its form rules (length, choices, numbers) forbid.
-Dates are not parsed here: their spelling is the gateway's business.
+missing and unknown fields and values its form rules forbid. Values arrive normalised
+(dates as ISO 8601, choices as their code, numbers as digits), as the gateway stores them;
+"not in the future" is left to the gateway, whose clock and time zone are the citizen's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import date
 
 from service_connectors.catalogue import FieldType, Service, ServiceField
 from service_connectors.reference_backend.schemas import FieldError
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def field_errors(service: Service, values: Mapping[str, str]) -> list[FieldError]:
@@ -39,7 +44,19 @@ def _problem(spec: ServiceField, raw: str | None) -> str | None:
         return "must be one of: " + ", ".join(c.value for c in spec.choices)
     if spec.type is FieldType.NUMBER:
         return _number_problem(spec, value)
+    if spec.type is FieldType.DATE and not _is_iso_date(value):
+        return "must be a date written YYYY-MM-DD"
     return None
+
+
+def _is_iso_date(value: str) -> bool:
+    if not _ISO_DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _number_problem(spec: ServiceField, value: str) -> str | None:

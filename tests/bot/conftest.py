@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
+
+from support.driver import ActionDriver
 from support.servers import ThreadedServer
-from support.stack import ACTION_TOKEN, gateway, gateway_settings, reference_backend
+from support.stack import gateway, gateway_settings, reference_backend
 
 
 @pytest.fixture
@@ -21,69 +20,6 @@ def backend(tmp_path: Path) -> Iterator[ThreadedServer]:
 def gateway_server(tmp_path: Path, backend: ThreadedServer) -> Iterator[ThreadedServer]:
     with gateway(gateway_settings(tmp_path, backend.url)) as server:
         yield server
-
-
-class ActionDriver:
-    """Plays Rasa's side of the action protocol: keeps slots, applies returned events."""
-
-    def __init__(self, gateway_url: str, database: Path, sender: str) -> None:
-        self.url = gateway_url
-        self.database = database
-        httpx.post(f"{gateway_url}/channels/rest/webhook", json={"sender": sender, "message": "hi"})
-        self.conversation_id = self.conversation_of(sender)
-        self.slots: dict[str, Any] = {}
-        self.active_loop: str | None = None
-        self.events: list[dict[str, Any]] = []
-
-    def conversation_of(self, sender: str) -> str:
-        with sqlite3.connect(self.database) as db:
-            row = db.execute(
-                "SELECT c.id FROM conversations c JOIN channel_identities i ON i.id = c.identity_id"
-                " WHERE i.external_id = ?",
-                (sender,),
-            ).fetchone()
-        return str(row[0])
-
-    def user(self, text: str, intent: str = "nlu_fallback", confidence: float = 0.9,
-             **entities: str) -> None:
-        self.latest = {
-            "text": text,
-            "intent": {"name": intent, "confidence": confidence},
-            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-        }
-        self.events.append({"event": "user", "text": text, "parse_data": self.latest})
-
-    def run(self, action: str, requested_slot: str | None = None) -> list[dict[str, Any]]:
-        slots = {**self.slots, "requested_slot": requested_slot}
-        body = {
-            "next_action": action,
-            "sender_id": self.conversation_id,
-            "version": "3.6.21",
-            "domain": {},
-            "tracker": {
-                "sender_id": self.conversation_id,
-                "slots": slots,
-                "latest_message": getattr(self, "latest", {}),
-                "events": self.events,
-                "active_loop": {"name": self.active_loop} if self.active_loop else {},
-            },
-        }
-        response = httpx.post(
-            f"{self.url}/rasa/actions", json=body,
-            headers={"Authorization": f"Bearer {ACTION_TOKEN}"}, timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        result = response.json()
-        for event in result["events"]:
-            if event["event"] == "slot":
-                self.slots[event["name"]] = event["value"]
-            if event["event"] == "active_loop":
-                self.active_loop = event["name"]
-        self.last_events = result["events"]
-        return list(result["responses"])
-
-    def texts(self, action: str, requested_slot: str | None = None) -> str:
-        return "\n".join(r["text"] for r in self.run(action, requested_slot))
 
 
 @pytest.fixture

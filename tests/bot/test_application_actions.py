@@ -11,7 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import httpx
-from conftest import ActionDriver
+
+from support.driver import ActionDriver
 from support.servers import ThreadedServer
 from support.stack import ACTION_TOKEN, BACKEND_API_KEY
 
@@ -40,25 +41,37 @@ def test_action_endpoint_refuses_callers_without_the_token(gateway_server: Threa
 def test_unknown_action_is_refused_in_rasa_s_format(driver: ActionDriver) -> None:
     response = httpx.post(
         f"{driver.url}/rasa/actions",
-        json={"next_action": "action_nope", "sender_id": driver.conversation_id,
-              "tracker": {"sender_id": driver.conversation_id}},
+        json={
+            "next_action": "action_nope",
+            "sender_id": driver.conversation_id,
+            "tracker": {"sender_id": driver.conversation_id},
+        },
         headers={"Authorization": f"Bearer {ACTION_TOKEN}"},
     )
     assert response.status_code == 404
     assert response.json()["action_name"] == "action_nope"
 
 
-def test_fields_are_asked_in_catalogue_order_and_bad_answers_get_a_hint(driver: ActionDriver) -> None:
+def test_fields_are_asked_in_catalogue_order_and_bad_answers_get_a_hint(
+    driver: ActionDriver,
+) -> None:
     driver.user("apply", "apply_service")
     assert driver.texts("validate_application_form") == ""
     ask = driver.run("action_ask_service", "service")
-    assert [b["title"] for b in ask[0]["buttons"]][0] == "Birth certificate"
+    assert ask[0]["buttons"][0]["title"] == "Birth certificate"
     driver.user("birth certificat")  # misspelled, typed while the service is asked
     driver.run("validate_application_form", "service")
     assert driver.slots["service"] == "birth_certificate"
 
     prompts = []
-    for answer in ("Maria Lopez", "32/13/2019", "12/12/2999", "21 march 2019", "Ottawa", "Ana Lopez"):
+    for answer in (
+        "Maria Lopez",
+        "32/13/2019",
+        "12/12/2999",
+        "21 march 2019",
+        "Ottawa",
+        "Ana Lopez",
+    ):
         prompts.append(driver.texts("action_ask_field_answer", "field_answer"))
         driver.user(answer)
         prompts.append(driver.texts("validate_application_form", "field_answer"))
@@ -72,7 +85,9 @@ def test_fields_are_asked_in_catalogue_order_and_bad_answers_get_a_hint(driver: 
     assert "Maria Lopez" in summary and "March 21, 2019" in summary and "Ottawa" in summary
 
 
-def test_a_detail_can_be_changed_before_sending(driver: ActionDriver, backend: ThreadedServer) -> None:
+def test_a_detail_can_be_changed_before_sending(
+    driver: ActionDriver, backend: ThreadedServer
+) -> None:
     fill_birth_certificate(driver)
     driver.user("2")  # "Change something"
     driver.run("validate_application_form", "confirmation")

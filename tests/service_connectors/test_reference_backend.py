@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, event, func, select
-from support.servers import free_port, serve, wait_for_http
 
 from service_connectors.base import Stage
 from service_connectors.catalogue import find_reference, load_catalogue
@@ -30,6 +29,7 @@ from service_connectors.reference_backend.store import (
     TransitionRefusedError,
     new_reference,
 )
+from support.servers import free_port, serve, wait_for_http
 
 API_KEY = "test-api-key"
 OPERATOR_TOKEN = "test-operator-token"
@@ -237,6 +237,14 @@ def _with_fields(**changes: Any) -> dict[str, Any]:
         pytest.param(_with_fields(place_of_birth="X"), ["place_of_birth"], id="too-short"),
         pytest.param(_with_fields(place_of_birth="x" * 81), ["place_of_birth"], id="too-long"),
         pytest.param(_with_fields(child_full_name=42), ["child_full_name"], id="not-a-string"),
+        pytest.param(
+            _with_fields(child_date_of_birth="21/03/2019"), ["child_date_of_birth"], id="not-iso"
+        ),
+        pytest.param(
+            _with_fields(child_date_of_birth="2019-02-30"),
+            ["child_date_of_birth"],
+            id="no-such-day",
+        ),
         pytest.param(
             {"service_code": "pothole", "fields": {"location": "120 Bank St", "size": "huge"}},
             ["size"],

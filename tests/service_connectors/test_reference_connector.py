@@ -16,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from support.servers import free_port, serve
 
 from service_connectors.base import (
     ApplicationNotFound,
@@ -38,6 +37,7 @@ from service_connectors.registry import (
     connector_class,
     index_by_kind,
 )
+from support.servers import free_port, serve
 
 API_KEY = "test-api-key"
 OPERATOR_TOKEN = "test-operator-token"

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 from alembic import command
 from alembic.config import Config
-from support.servers import ThreadedServer, serve
 
 from bot.main import create_app
 from bot.settings import PROJECT_ROOT, Environment, Settings
 from service_connectors.reference_backend import create_app as create_backend
+from support.servers import ThreadedServer, serve
 
 ACTION_TOKEN = "test-action-token"
 BACKEND_API_KEY = "test-backend-key"
@@ -30,9 +30,7 @@ def migrate(database_url: str) -> None:
 
 @contextmanager
 def reference_backend(directory: Path) -> Iterator[ThreadedServer]:
-    app = create_backend(
-        f"sqlite:///{directory / 'backend.db'}", BACKEND_API_KEY, OPERATOR_TOKEN
-    )
+    app = create_backend(f"sqlite:///{directory / 'backend.db'}", BACKEND_API_KEY, OPERATOR_TOKEN)
     with serve(app) as server:
         yield server
 
