@@ -16,11 +16,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-# Importing the handler modules registers their actions.
-from bot.actions import application, general, submission  # noqa: F401
 from bot.actions.context import ActionContext
+from bot.actions.handlers import ACTIONS
 from bot.actions.protocol import ActionCall, NlgCall
-from bot.actions.registry import ACTIONS
 from bot.db.models import Citizen, Conversation, Direction, Message
 from bot.deps import Runtime, get_runtime
 from bot.i18n import localizer

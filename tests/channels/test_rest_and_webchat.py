@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.servers import ThreadedServer
-from support.stack import gateway, gateway_settings
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from support.servers import ThreadedServer
+from support.stack import gateway, gateway_settings
 
 
 @pytest.fixture
