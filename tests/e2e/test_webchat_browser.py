@@ -1,0 +1,86 @@
+"""The web chat page in real headless Chromium (Debian's), through the real stack."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from bot.devstack import StackConfig
+
+pytestmark = [pytest.mark.rasa, pytest.mark.browser]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without these, Chromium phones home at start-up, which this closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REFERENCE = re.compile(r"BC-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{6}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: StackConfig) -> Iterator[Page]:
+    # A small, old phone: 320 px wide.
+    context = browser.new_context(viewport={"width": 320, "height": 568}, locale="en-GB")
+    opened = context.new_page()
+    opened.goto(stack.gateway_url + "/")
+    yield opened
+    context.close()
+
+
+def send(page: Page, text: str) -> None:
+    before = page.locator(".msg.bot").count()
+    page.fill("#text", text)
+    page.click("#send")
+    expect(page.locator(".msg.bot")).not_to_have_count(before, timeout=30_000)
+
+
+def last_bot_text(page: Page) -> str:
+    return page.locator(".msg.bot").last.inner_text()
+
+
+def test_a_citizen_applies_with_buttons_and_typing(page: Page) -> None:
+    send(page, "help")
+    page.get_by_role("button", name="Apply for a service").click()
+    page.get_by_role("button", name="Birth certificate").click()
+    expect(page.locator(".msg.bot").last).to_contain_text("full name", timeout=30_000)
+    # Answered buttons are disabled so an old choice cannot be sent twice.
+    expect(page.get_by_role("button", name="Birth certificate")).to_be_disabled()
+
+    for answer, next_question in [
+        ("Maria Lopez", "date of birth"),
+        ("21/03/2019", "born"),
+        ("Ottawa", "parent"),
+        ("Ana Lopez", "Is everything correct?"),
+    ]:
+        send(page, answer)
+        expect(page.locator(".msg.bot").last).to_contain_text(next_question)
+    page.get_by_role("button", name="Yes, send it").click()
+    expect(page.locator(".msg.bot").last).to_contain_text("Your reference is", timeout=30_000)
+    assert REFERENCE.search(last_bot_text(page))
+    # The page fits the small screen: nothing wider than the viewport.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
+def test_the_conversation_survives_a_reload(page: Page) -> None:
+    send(page, "i want to apply for a passport")
+    expect(page.locator(".msg.bot").last).to_contain_text("full name")
+    page.reload()
+    send(page, "John Smith")
+    expect(page.locator(".msg.bot").last).to_contain_text("date of birth")
