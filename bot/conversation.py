@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,12 @@ ENGINE_DOWN_MESSAGE = N_(
 
 
 @dataclass(frozen=True, slots=True)
+class Accepted:
+    participant: Participant
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Participant:
     citizen_id: str
     identity_id: str
@@ -51,27 +57,53 @@ class ConversationService:
         self.rasa = rasa
 
     async def handle(self, incoming: IncomingMessage) -> list[OutgoingMessage]:
-        """Process one inbound message; the replies, or none for a duplicate."""
-        participant = await self.participant(incoming.channel, incoming.sender)
-        if not await self._store_inbound(participant, incoming):
-            logger.info("duplicate message %s ignored", incoming.external_id)
+        """Process one inbound message now; the replies, or none for a duplicate."""
+        accepted = await self.accept(incoming)
+        if accepted is None:
             return []
-        replies = await self._reply(participant, incoming.text)
-        await self._store_outbound(participant, incoming.channel, replies)
+        replies = await self.respond(accepted.participant, incoming.text)
+        await self.record_replies(accepted.participant, incoming.channel, replies, accepted)
         return replies
 
-    async def _reply(self, participant: Participant, text: str) -> list[OutgoingMessage]:
+    async def accept(self, incoming: IncomingMessage) -> Accepted | None:
+        """Find the sender and commit the message; ``None`` if this provider id was seen."""
+        participant = await self.participant(incoming.channel, incoming.sender)
+        message_id = await self._store_inbound(participant, incoming)
+        if message_id is None:
+            logger.info("duplicate message %s ignored", incoming.external_id)
+            return None
+        return Accepted(participant, message_id)
+
+    async def respond(self, participant: Participant, text: str) -> list[OutgoingMessage]:
+        """The bot's replies to ``text``: a polite answer to odd input, else Rasa's."""
         words = localizer(participant.language)
         problem = self._input_problem(text, words)
         if problem is not None:
             return [OutgoingMessage(problem)]
+        text = await self._resolve_menu_choice(participant, text.strip())
         try:
-            return await self.rasa.send(participant.conversation_id, text.strip())
+            return await self.rasa.send(participant.conversation_id, text)
         except RasaUnavailable as exc:
             logger.error(
                 "Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id
             )
             return [OutgoingMessage(words.gettext(ENGINE_DOWN_MESSAGE))]
+
+    async def _resolve_menu_choice(self, participant: Participant, text: str) -> str:
+        """A digit or an option's exact title answering the last menu → that option's
+        payload, which Rasa takes as the intent without running the NLU."""
+        async with self.sessions() as session:
+            buttons = await session.scalar(
+                select(Message.buttons)
+                .where(
+                    Message.conversation_id == participant.conversation_id,
+                    Message.direction == Direction.OUTBOUND,
+                )
+                .order_by(Message.id.desc())
+                .limit(1)
+            )
+        payload = choose_option(text, buttons or [])
+        return payload if payload is not None else text
 
     def _input_problem(self, text: str, words: Localizer) -> str | None:
         """A polite answer for input the NLU should not see: empty, too long, no words."""
@@ -129,42 +161,68 @@ class ConversationService:
         logger.info("new conversation %s for %s on %s", conversation.id, mask(sender), channel)
         return Participant(citizen.id, identity.id, conversation.id, self.settings.default_language)
 
-    async def _store_inbound(self, participant: Participant, incoming: IncomingMessage) -> bool:
-        """Commit the message before processing; ``False`` if this provider id was seen."""
+    async def _store_inbound(
+        self, participant: Participant, incoming: IncomingMessage
+    ) -> int | None:
+        """Commit the message before processing; ``None`` if this provider id was seen."""
         async with self.sessions() as session:
             conversation = await session.get(Conversation, participant.conversation_id)
             if conversation is not None:
                 conversation.last_activity_at = utcnow()
-            session.add(
-                Message(
-                    conversation_id=participant.conversation_id,
-                    direction=Direction.INBOUND,
-                    channel=incoming.channel,
-                    external_id=incoming.external_id,
-                    text=incoming.text,
-                )
+            message = Message(
+                conversation_id=participant.conversation_id,
+                direction=Direction.INBOUND,
+                channel=incoming.channel,
+                external_id=incoming.external_id,
+                text=incoming.text,
+                media_count=int(incoming.metadata.get("media_count", 0)),
             )
+            session.add(message)
             try:
                 await session.commit()
             except IntegrityError:
-                return False
-        return True
+                return None
+            return message.id
 
-    async def _store_outbound(
-        self, participant: Participant, channel: str, replies: list[OutgoingMessage]
+    async def record_replies(
+        self,
+        participant: Participant,
+        channel: str,
+        replies: list[OutgoingMessage],
+        accepted: Accepted | None = None,
+        session: AsyncSession | None = None,
     ) -> None:
+        """Add the replies to the transcript and mark the inbound message answered; in
+        ``session`` when given (the caller commits), else in a transaction of its own."""
+        if session is None:
+            async with self.sessions() as own:
+                await self.record_replies(participant, channel, replies, accepted, own)
+                await own.commit()
+            return
         now: datetime = utcnow()
-        async with self.sessions() as session:
-            session.add_all(
-                Message(
-                    conversation_id=participant.conversation_id,
-                    direction=Direction.OUTBOUND,
-                    channel=channel,
-                    text=reply.text,
-                    buttons=[{"title": b.title, "payload": b.payload} for b in reply.buttons]
-                    or None,
-                    created_at=now,
-                )
-                for reply in replies
+        session.add_all(
+            Message(
+                conversation_id=participant.conversation_id,
+                direction=Direction.OUTBOUND,
+                channel=channel,
+                text=reply.text,
+                buttons=[{"title": b.title, "payload": b.payload} for b in reply.buttons] or None,
+                created_at=now,
             )
-            await session.commit()
+            for reply in replies
+        )
+        if accepted is not None:
+            await session.execute(
+                update(Message).where(Message.id == accepted.message_id).values(processed_at=now)
+            )
+
+
+def choose_option(text: str, buttons: list[dict[str, str]]) -> str | None:
+    """The payload of the option ``text`` picks by number or by its exact title."""
+    if not buttons:
+        return None
+    answer = text.strip().rstrip(".")
+    if answer.isdigit() and 1 <= int(answer) <= len(buttons):
+        return buttons[int(answer) - 1]["payload"]
+    folded = answer.casefold()
+    return next((b["payload"] for b in buttons if b["title"].casefold() == folded), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,13 +18,28 @@ from bot.connectors import build_connectors
 from bot.conversation import ConversationService
 from bot.db.session import create_engine, session_factory
 from bot.deps import Runtime, RuntimeDep
+from bot.inbound import InboundWorker
 from bot.nlg import load_responses
+from bot.outbox import Outbox
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import PROJECT_ROOT, Settings, get_settings
+from bot.sms import SmsTurns
+from channels.base import ChannelServices
 from channels.registry import enabled_channels
 from service_connectors.catalogue import load_catalogue
 
 logger = logging.getLogger(__name__)
+
+
+async def background_work(settings: Settings, inbound: InboundWorker, outbox: Outbox) -> None:
+    """Retries and leftovers, on every replica: leases keep them from doing work twice."""
+    while True:
+        await asyncio.sleep(settings.worker_interval_seconds)
+        try:
+            await inbound.sweep()
+            await outbox.send_due()
+        except Exception:  # keep the loop alive; the next round tries again
+            logger.exception("background work failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=load_responses(PROJECT_ROOT / "bot" / "domain.yml"),
     )
     conversations = ConversationService(settings, sessions, rasa)
-    channels = enabled_channels(settings, conversations)
+    outbox = Outbox(sessions, settings.sms_max_send_attempts)
+    sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
+    inbound = InboundWorker(sessions, {"sms": sms.handle})
+    channels = enabled_channels(ChannelServices(settings, conversations, inbound, outbox))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -53,9 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await connector.initialize()
         for channel in channels:
             await channel.initialize()
+        worker = asyncio.create_task(background_work(settings, inbound, outbox))
         try:
             yield
         finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            await inbound.wait_idle()
             for channel in channels:
                 await channel.shutdown()
             for connector in runtime.connectors.values():

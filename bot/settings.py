@@ -44,6 +44,38 @@ class Settings(BaseSettings):
     call_centre_phone: str = "311"
     call_centre_hours: str = "Monday to Friday, 8 am to 6 pm"
     log_level: str = "INFO"
+    # Who the bot says it is in HELP replies (a translatable msgid).
+    organisation_name: str = "City services"
+
+    # --- SMS over Twilio: enabled when the account SID, token and a sender are set ----
+    # The URL Twilio calls, as Twilio sees it (behind proxies): webhook signatures are
+    # computed over it, and status callbacks are addressed to it.
+    public_base_url: AnyHttpUrl | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    # Overrides Twilio's API host (tests and local runs talk to a loopback double).
+    twilio_api_base_url: AnyHttpUrl | None = None
+    # Region assumed for phone numbers written without a country code.
+    default_phone_region: str = "CA"
+    # One reply turn goes out as one concatenated SMS of at most this many segments;
+    # longer replies are paged ("Reply MORE").
+    sms_segment_budget: Annotated[int, Field(ge=1, le=10)] = 3
+    # Per-number flood protection: at most this many messages per window are answered.
+    sms_rate_limit_messages: Annotated[int, Field(ge=1)] = 8
+    sms_rate_limit_window_seconds: Annotated[int, Field(ge=1)] = 60
+    sms_max_send_attempts: Annotated[int, Field(ge=1)] = 5
+    # How often the background worker sweeps the outbox and stalled conversations.
+    worker_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
@@ -55,6 +87,8 @@ class Settings(BaseSettings):
                     or value.get_secret_value().startswith("dev-")
                 ):
                     raise ValueError(f"{name.upper()} must be set to a real secret in production")
+        if self.twilio_enabled and self.public_base_url is None:
+            raise ValueError("PUBLIC_BASE_URL is required with Twilio: signatures are over it")
         return self
 
 

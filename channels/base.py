@@ -20,7 +20,19 @@ from bot.i18n import Localizer
 
 if TYPE_CHECKING:
     from bot.conversation import ConversationService
+    from bot.inbound import InboundWorker
+    from bot.outbox import Outbox
     from bot.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelServices:
+    """What the gateway lends a channel: where messages go in and replies go out."""
+
+    settings: Settings
+    conversations: ConversationService
+    inbound: InboundWorker  # background, ordered processing (webhook channels)
+    outbox: Outbox  # provider deliveries with retries (register an OutputChannel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,31 +69,52 @@ def numbered_menu(message: OutgoingMessage, localizer: Localizer) -> str:
         return message.text
     lines = [message.text]
     for number, button in enumerate(message.buttons, start=1):
-        lines.append(
-            localizer.gettext("Reply {number} for {option}").format(
-                number=number, option=button.title
-            )
-        )
+        lines.append(menu_line(localizer, number, button.title))
     return "\n".join(lines)
 
 
-class OutputChannel(abc.ABC):
-    """Delivers replies to one recipient."""
+def menu_line(localizer: Localizer, number: int, option: str) -> str:
+    return localizer.gettext("Reply {number} for {option}").format(number=number, option=option)
 
-    supports_buttons: ClassVar[bool] = False
+
+class DeliveryError(Exception):
+    """A provider refused or failed a send; says whether trying again can help."""
+
+    def __init__(
+        self, message: str, *, retriable: bool, code: str | None = None, opted_out: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.code = code
+        self.opted_out = opted_out  # the recipient unsubscribed at the provider
+
+
+class OutputChannel(abc.ABC):
+    """Delivers text to a recipient through a provider's API (SMS, messengers).
+
+    Shaped like python-telegram-bot's ``BaseRequest``: a lifecycle, one ``@final`` public
+    method owning error mapping, one abstract hook speaking the provider's protocol.
+    Replies are composed (numbered menus, paging) before they reach it.
+    """
+
+    async def initialize(self) -> None:
+        """Open the provider client."""
+
+    async def shutdown(self) -> None:
+        """Close what :meth:`initialize` opened."""
 
     @final
-    async def send(self, message: OutgoingMessage, localizer: Localizer) -> None:
-        if message.buttons and self.supports_buttons:
-            await self._send_with_buttons(message)
-        else:
-            await self._send_text(numbered_menu(message, localizer))
+    async def deliver(self, recipient: str, body: str) -> str:
+        """Send ``body``; the provider's message id. Raises :class:`DeliveryError` only."""
+        try:
+            return await self._deliver(recipient, body)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # an unknown failure of the provider client: retry later
+            raise DeliveryError(type(exc).__name__, retriable=True) from exc
 
     @abc.abstractmethod
-    async def _send_text(self, text: str) -> None: ...
-
-    async def _send_with_buttons(self, message: OutgoingMessage) -> None:
-        raise NotImplementedError(f"{type(self).__name__} says it supports buttons")
+    async def _deliver(self, recipient: str, body: str) -> str: ...
 
 
 class Channel(abc.ABC):
@@ -91,9 +124,10 @@ class Channel(abc.ABC):
     # Keys of the provider's payload that hold personal data, masked in logs.
     redacted_keys: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, settings: Settings, conversations: ConversationService) -> None:
-        self.settings = settings
-        self.conversations = conversations
+    def __init__(self, services: ChannelServices) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.conversations = services.conversations
 
     @classmethod
     def is_configured(cls, settings: Settings) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.actions.context import ActionContext
+from bot.i18n import N_, Localizer
 from channels.base import Button
 
 # Intents that interrupt a form instead of answering its question.
@@ -36,11 +37,16 @@ def intent_payload(intent: str, **entities: str) -> str:
 
 
 def main_menu(ctx: ActionContext) -> list[Button]:
+    return main_menu_buttons(ctx.words)
+
+
+def main_menu_buttons(words: Localizer) -> list[Button]:
+    """What the bot can do, as intent buttons (a numbered menu where there are none)."""
     return [
-        Button(ctx._("Apply for a service"), intent_payload("apply_service")),
-        Button(ctx._("Check an application"), intent_payload("check_status")),
-        Button(ctx._("Service information"), intent_payload("service_info")),
-        Button(ctx._("Talk to a person"), intent_payload("talk_to_human")),
+        Button(words.gettext(N_("Apply for a service")), intent_payload("apply_service")),
+        Button(words.gettext(N_("Check an application")), intent_payload("check_status")),
+        Button(words.gettext(N_("Service information")), intent_payload("service_info")),
+        Button(words.gettext(N_("Talk to a person")), intent_payload("talk_to_human")),
     ]
 
 

@@ -8,20 +8,22 @@ child's date of birth); wrong answers are limited per day and logged without the
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
 from bot.actions.menus import is_interruption
 from bot.actions.registry import action
 from bot.actions.submission import PENDING_SUBMISSION
 from bot.db.models import Application, VerificationAttempt, utcnow
-from bot.i18n import N_
+from bot.i18n import N_, Localizer
 from bot.privacy import mask
 from service_connectors.answers import check_answer
-from service_connectors.base import ConnectorError, Stage
-from service_connectors.catalogue import FieldType, find_reference
+from service_connectors.base import ConnectorError, ServiceConnector, Stage
+from service_connectors.catalogue import Catalogue, FieldType, find_reference
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,12 @@ STAGE_TEXTS: dict[str, tuple[str, str]] = {
 
 
 async def find_application(ctx: ActionContext, reference: str) -> Application | None:
-    return await ctx.session.scalar(
+    return await application_by_reference(ctx.session, reference)
+
+
+async def application_by_reference(session: AsyncSession, reference: str) -> Application | None:
+    """The application with this final or provisional reference."""
+    return await session.scalar(
         select(Application).where(
             or_(Application.reference == reference, Application.provisional_reference == reference)
         )
@@ -84,14 +91,22 @@ async def _failed_attempts(ctx: ActionContext, application: Application) -> int:
 
 
 async def may_disclose(ctx: ActionContext, application: Application) -> bool:
+    return await is_disclosable(
+        ctx.session, application, ctx.citizen.id, ctx.conversation.identity_id
+    )
+
+
+async def is_disclosable(
+    session: AsyncSession, application: Application, citizen_id: str, identity_id: str
+) -> bool:
     """The applicant's citizen, or an identity that answered the second factor recently."""
-    if application.citizen_id == ctx.citizen.id:
+    if application.citizen_id == citizen_id:
         return True
     since = utcnow() - VERIFICATION_VALID_FOR
-    verified = await ctx.session.scalar(
+    verified = await session.scalar(
         select(VerificationAttempt.id).where(
             VerificationAttempt.application_id == application.id,
-            VerificationAttempt.identity_id == ctx.conversation.identity_id,
+            VerificationAttempt.identity_id == identity_id,
             VerificationAttempt.succeeded.is_(True),
             VerificationAttempt.created_at >= since,
         )
@@ -235,22 +250,34 @@ async def check_status(ctx: ActionContext) -> None:
     if application is None or not await may_disclose(ctx, application):
         ctx.say(ctx._(N_("I cannot show the status of this application.")))
         return
+    ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
+
+
+async def status_text(
+    application: Application,
+    words: Localizer,
+    catalogue: Catalogue,
+    connectors: Mapping[str, ServiceConnector],
+) -> str:
+    """The stage, what it means and what comes next, refreshed from the backend if it
+    answers (the stage stored with the application otherwise)."""
     stage = application.stage
-    connector = ctx.connectors.get(application.connector)
+    connector = connectors.get(application.connector)
     if application.backend_id and connector is not None:
         try:
             report = await connector.get_status(application.backend_id)
             stage = application.stage = report.stage.value
         except ConnectorError as exc:
             logger.warning("status of %s unavailable: %s", application.id, exc)
-    service = ctx.service(application.service_code)
+    service = catalogue.get(application.service_code)
     label, meaning = STAGE_TEXTS.get(stage, (stage, ""))
-    ctx.say(
-        ctx._(
-            N_("{service} {reference}: {stage}. {meaning}"),
-            service=ctx._(service.name) if service else application.service_code,
+    return (
+        words.gettext(N_("{service} {reference}: {stage}. {meaning}"))
+        .format(
+            service=words.gettext(service.name) if service else application.service_code,
             reference=application.reference or application.provisional_reference,
-            stage=ctx._(label),
-            meaning=ctx._(meaning) if meaning else "",
-        ).strip()
+            stage=words.gettext(label),
+            meaning=words.gettext(meaning) if meaning else "",
+        )
+        .strip()
     )

@@ -56,8 +56,24 @@ class ChannelIdentity(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by STOP (or a provider's "unsubscribed" error): nothing more is sent until START.
+    opted_out_at: Mapped[datetime | None] = mapped_column()
 
     citizen: Mapped[Citizen] = relationship(back_populates="identities")
+
+
+class ConsentChange(Base):
+    """An opt-out or opt-in, with when and on which channel: the compliance record."""
+
+    __tablename__ = "consent_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    opted_in: Mapped[bool] = mapped_column()
+    # What caused it: the keyword as received, or the provider's error code.
+    trigger: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Conversation(Base):
@@ -72,6 +88,14 @@ class Conversation(Base):
     channel: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A short lease taken by the replica processing this conversation's inbound messages,
+    # so that they are handled in order, one at a time, whichever replica received them.
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    # SMS pages not yet sent because of the segment budget; "MORE" sends the next one.
+    pending_pages: Mapped[list[str] | None] = mapped_column(JSON)
+    # When the sender was last told they are sending too fast (told once per window).
+    rate_notice_at: Mapped[datetime | None] = mapped_column()
 
     identity: Mapped[ChannelIdentity] = relationship()
 
@@ -95,6 +119,52 @@ class Message(Base):
     buttons: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     intent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Attachments (MMS pictures...) that came with an inbound message: not read, answered.
+    media_count: Mapped[int] = mapped_column(default=0)
+    # Inbound messages processed in the background (SMS): set once answered or dropped.
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting in our outbox (or for a retry)
+    ACCEPTED = "accepted"  # the provider took it (Twilio: queued / accepted)
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # never sent: the recipient opted out
+
+
+class Delivery(Base):
+    """One outbound provider message (an SMS page) in the outbox, and its fate.
+
+    Rows are claimed with a lease before sending, so two replicas never send one twice;
+    a crash mid-send leaves the lease to expire and another replica to retry.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        UniqueConstraint("channel", "provider_id", name="uq_deliveries_provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    segments: Mapped[int] = mapped_column(default=1)
+    # Compliance replies (the STOP confirmation) go out even to an opted-out number.
+    ignore_opt_out: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class ApplicationDraft(Base):

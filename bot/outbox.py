@@ -1,0 +1,178 @@
+"""The outbox of provider messages (SMS pages): send, retry with backoff, track delivery.
+
+Every outbound provider message is a :class:`~bot.db.models.Delivery` row committed
+before it is sent. A sender claims a row with a short lease (an atomic UPDATE), so two
+replicas never send the same row; a crash mid-send lets the lease expire and the row be
+retried. Opted-out recipients are never sent to (except the STOP confirmation itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import ChannelIdentity, ConsentChange, Delivery, DeliveryStatus, utcnow
+from bot.privacy import mask
+from channels.base import DeliveryError, OutputChannel
+
+logger = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(seconds=30)
+# Later statuses never go back to earlier ones (provider callbacks arrive out of order).
+STATUS_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.ACCEPTED: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.UNDELIVERED: 3,
+    DeliveryStatus.FAILED: 3,
+    DeliveryStatus.SUPPRESSED: 3,
+}
+
+
+def backoff(attempt: int) -> timedelta:
+    """5 s, 10 s, 20 s … capped at 10 minutes, with jitter so retries do not stampede."""
+    base = min(5 * 2 ** max(attempt - 1, 0), 600)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))  # noqa: S311 (not crypto)
+
+
+async def opt_out(session: AsyncSession, identity_id: str, channel: str, trigger: str) -> None:
+    """Record an opt-out (idempotent on the identity, always recorded in the log)."""
+    await session.execute(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.id == identity_id, ChannelIdentity.opted_out_at.is_(None))
+        .values(opted_out_at=utcnow())
+    )
+    session.add(
+        ConsentChange(identity_id=identity_id, channel=channel, opted_in=False, trigger=trigger)
+    )
+
+
+async def opt_in(session: AsyncSession, identity_id: str, channel: str, trigger: str) -> None:
+    await session.execute(
+        update(ChannelIdentity).where(ChannelIdentity.id == identity_id).values(opted_out_at=None)
+    )
+    session.add(
+        ConsentChange(identity_id=identity_id, channel=channel, opted_in=True, trigger=trigger)
+    )
+
+
+class Outbox:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], max_attempts: int) -> None:
+        self.sessions = sessions
+        self.max_attempts = max_attempts
+        self.senders: dict[str, OutputChannel] = {}
+
+    def register(self, channel: str, sender: OutputChannel) -> None:
+        self.senders[channel] = sender
+
+    async def send_due(self, ids: Sequence[int] | None = None, limit: int = 50) -> int:
+        """Claim and send due rows (only ``ids`` if given, in order); how many were sent."""
+        now = utcnow()
+        async with self.sessions() as session:
+            query = select(Delivery.id).where(
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.next_attempt_at <= now,
+                Delivery.channel.in_(self.senders),
+            )
+            if ids is not None:
+                query = query.where(Delivery.id.in_(ids))
+            due = list(await session.scalars(query.order_by(Delivery.id).limit(limit)))
+        sent = 0
+        for delivery_id in due:
+            if await self._claim(delivery_id):
+                sent += await self._send(delivery_id)
+        return sent
+
+    async def _claim(self, delivery_id: int) -> bool:
+        now = utcnow()
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.status == DeliveryStatus.QUEUED,
+                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                )
+                .values(lease_until=now + CLAIM_LEASE)
+            )
+            await session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+    async def _send(self, delivery_id: int) -> int:
+        async with self.sessions() as session:
+            delivery = await session.get(Delivery, delivery_id)
+            identity = (
+                await session.get(ChannelIdentity, delivery.identity_id) if delivery else None
+            )
+            if delivery is None or identity is None:
+                return 0
+            if identity.opted_out_at is not None and not delivery.ignore_opt_out:
+                delivery.status = DeliveryStatus.SUPPRESSED
+                delivery.lease_until = None
+                await session.commit()
+                return 0
+            delivery.attempts += 1
+            try:
+                provider_id = await self.senders[delivery.channel].deliver(
+                    delivery.recipient, delivery.body
+                )
+            except DeliveryError as error:
+                await self._failed(session, delivery, error)
+                await session.commit()
+                return 0
+            delivery.provider_id = provider_id
+            delivery.status = DeliveryStatus.ACCEPTED
+            delivery.lease_until = None
+            await session.commit()
+            return 1
+
+    async def _failed(
+        self, session: AsyncSession, delivery: Delivery, error: DeliveryError
+    ) -> None:
+        delivery.error_code = error.code
+        delivery.lease_until = None
+        if error.opted_out:
+            delivery.status = DeliveryStatus.FAILED
+            await opt_out(session, delivery.identity_id, delivery.channel, f"error {error.code}")
+            logger.info("recipient %s unsubscribed at the provider", mask(delivery.recipient))
+        elif error.retriable and delivery.attempts < self.max_attempts:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.next_attempt_at = utcnow() + backoff(delivery.attempts)
+            logger.warning("delivery %s failed (%s), will retry", delivery.id, error)
+        else:
+            delivery.status = DeliveryStatus.FAILED
+            logger.error("delivery %s failed for good (%s)", delivery.id, error)
+
+    async def record_status(
+        self, channel: str, provider_id: str, status: DeliveryStatus, error: DeliveryError | None
+    ) -> bool:
+        """A provider's delivery report; ``False`` if we do not know the message."""
+        async with self.sessions() as session:
+            delivery = await session.scalar(
+                select(Delivery).where(
+                    Delivery.channel == channel, Delivery.provider_id == provider_id
+                )
+            )
+            if delivery is None:
+                return False
+            if error is not None and status in (
+                DeliveryStatus.UNDELIVERED,
+                DeliveryStatus.FAILED,
+            ):
+                if error.opted_out or (error.retriable and delivery.attempts < self.max_attempts):
+                    await self._failed(session, delivery, error)
+                    if delivery.status == DeliveryStatus.QUEUED:
+                        delivery.provider_id = None  # a new send gets a new id
+                    await session.commit()
+                    return True
+                delivery.error_code = error.code
+            if STATUS_RANK[status] >= STATUS_RANK[DeliveryStatus(delivery.status)]:
+                delivery.status = status
+            await session.commit()
+            return True

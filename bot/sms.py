@@ -1,0 +1,241 @@
+"""One SMS turn: compliance keywords and fast paths first, then the dialogue engine, then
+the composer (GSM-7, segment budget, paging) and the outbox.
+
+Runs in the background (see :mod:`bot.inbound`), after Twilio has had its empty answer.
+STOP / START / HELP / MORE, ``STATUS <reference>`` and flood control never reach Rasa.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.actions.menus import main_menu_buttons
+from bot.actions.status import application_by_reference, is_disclosable, status_text
+from bot.conversation import Accepted, ConversationService, Participant
+from bot.db.models import (
+    ChannelIdentity,
+    Citizen,
+    Conversation,
+    Delivery,
+    Direction,
+    Message,
+    utcnow,
+)
+from bot.i18n import N_, Localizer, localizer
+from bot.outbox import Outbox, opt_in, opt_out
+from bot.privacy import mask
+from bot.settings import Settings
+from channels.base import OutgoingMessage, numbered_menu
+from channels.sms.composer import compose, count_segments
+from channels.sms.keywords import Keyword, recognise, status_reference
+from service_connectors.base import ServiceConnector
+from service_connectors.catalogue import Catalogue
+
+logger = logging.getLogger(__name__)
+
+OPTED_OUT = N_(
+    "You are unsubscribed and will get no more messages from us. Reply START to subscribe again."
+)
+OPTED_IN = N_("You are subscribed again. Reply HELP for help.")
+HELP_TEXT = N_(
+    "{organisation} text service. To talk to a person, call {phone} ({hours})."
+    " Reply STOP to stop messages."
+)
+NOTHING_MORE = N_("There is nothing more to show. Reply HELP for the menu.")
+TOO_FAST = N_("You are sending messages too fast. Please wait a minute, then try again.")
+MORE_PROMPT = N_("Reply MORE for the rest.")
+MEDIA_ONLY = N_("I can only read text messages, not pictures or files. Please write what you need.")
+
+
+@dataclass
+class Turn:
+    """What one inbound SMS produces: replies for the transcript and how to send them."""
+
+    replies: list[OutgoingMessage]
+    ignore_opt_out: bool = False  # the STOP confirmation goes out after opting out
+    continues_paging: bool = False  # MORE: keep the remaining pages
+
+
+class SmsTurns:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        conversations: ConversationService,
+        outbox: Outbox,
+        catalogue: Catalogue,
+        connectors: Mapping[str, ServiceConnector],
+        channel: str = "sms",
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.conversations = conversations
+        self.outbox = outbox
+        self.catalogue = catalogue
+        self.connectors = connectors
+        self.channel = channel
+
+    async def handle(self, message: Message) -> None:
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            identity = await session.get(ChannelIdentity, conversation.identity_id)
+            citizen = await session.get(Citizen, conversation.citizen_id)
+            assert identity is not None and citizen is not None
+            participant = Participant(
+                citizen.id,
+                identity.id,
+                conversation.id,
+                citizen.language or self.settings.default_language,
+            )
+            words = localizer(participant.language)
+            turn = await self._turn(session, message, participant, identity, conversation, words)
+            await self._finish(session, message, participant, identity, conversation, turn, words)
+            await session.commit()
+            queued = list(
+                await session.scalars(
+                    select(Delivery.id).where(
+                        Delivery.conversation_id == conversation.id,
+                        Delivery.status == "queued",
+                    )
+                )
+            )
+        await self.outbox.send_due(queued)
+
+    async def _turn(
+        self,
+        session: AsyncSession,
+        message: Message,
+        participant: Participant,
+        identity: ChannelIdentity,
+        conversation: Conversation,
+        words: Localizer,
+    ) -> Turn:
+        opted_out = identity.opted_out_at is not None
+        keyword = recognise(message.text, opted_out=opted_out)
+        if keyword is not None and keyword.keyword is Keyword.OPT_OUT:
+            await opt_out(session, identity.id, self.channel, keyword.word)
+            logger.info("%s opted out by SMS", mask(identity.external_id))
+            confirmation = [] if opted_out else [OutgoingMessage(words.gettext(OPTED_OUT))]
+            return Turn(confirmation, ignore_opt_out=True)
+        if keyword is not None and keyword.keyword is Keyword.OPT_IN:
+            await opt_in(session, identity.id, self.channel, keyword.word)
+            return Turn([OutgoingMessage(words.gettext(OPTED_IN))])
+        if opted_out:
+            return Turn([])  # stored, never answered until START
+        if await self._flooding(session, conversation):
+            return await self._flood_notice(conversation, words)
+        if message.media_count and not message.text.strip():
+            return Turn([OutgoingMessage(words.gettext(MEDIA_ONLY))])
+        if keyword is not None and keyword.keyword is Keyword.HELP:
+            return Turn([self._help(words)])
+        if keyword is not None and keyword.keyword is Keyword.MORE:
+            return self._more(conversation, words)
+        status = await self._status_fast_path(session, message.text, participant, words)
+        if status is not None:
+            return Turn([OutgoingMessage(status)])
+        await session.commit()  # release the database while the engine thinks
+        return Turn(await self.conversations.respond(participant, message.text))
+
+    async def _finish(
+        self,
+        session: AsyncSession,
+        message: Message,
+        participant: Participant,
+        identity: ChannelIdentity,
+        conversation: Conversation,
+        turn: Turn,
+        words: Localizer,
+    ) -> None:
+        """Transcript, outbox rows and "processed", in the caller's one transaction."""
+        accepted = Accepted(participant, message.id)
+        await self.conversations.record_replies(
+            participant, self.channel, turn.replies, accepted, session
+        )
+        if not turn.replies:
+            return
+        if turn.continues_paging:  # an already composed page (it ends with its own prompt)
+            self._enqueue(session, identity, conversation, turn.replies[0].text)
+            return
+        texts = [numbered_menu(reply, words) for reply in turn.replies]
+        pages = compose(texts, self.settings.sms_segment_budget, words.gettext(MORE_PROMPT))
+        conversation.pending_pages = pages[1:] or None
+        self._enqueue(session, identity, conversation, pages[0], turn.ignore_opt_out)
+
+    def _enqueue(
+        self,
+        session: AsyncSession,
+        identity: ChannelIdentity,
+        conversation: Conversation,
+        body: str,
+        ignore_opt_out: bool = False,
+    ) -> None:
+        session.add(
+            Delivery(
+                conversation_id=conversation.id,
+                identity_id=identity.id,
+                channel=self.channel,
+                recipient=identity.external_id,
+                body=body,
+                segments=count_segments(body).segments,
+                ignore_opt_out=ignore_opt_out,
+            )
+        )
+
+    async def _flooding(self, session: AsyncSession, conversation: Conversation) -> bool:
+        since = utcnow() - timedelta(seconds=self.settings.sms_rate_limit_window_seconds)
+        recent = await session.scalar(
+            select(func.count(Message.id)).where(
+                Message.conversation_id == conversation.id,
+                Message.direction == Direction.INBOUND,
+                Message.created_at >= since,
+            )
+        )
+        return int(recent or 0) > self.settings.sms_rate_limit_messages
+
+    async def _flood_notice(self, conversation: Conversation, words: Localizer) -> Turn:
+        window = timedelta(seconds=self.settings.sms_rate_limit_window_seconds)
+        told = conversation.rate_notice_at
+        if told is not None and told.replace(tzinfo=None) >= (utcnow() - window).replace(
+            tzinfo=None
+        ):
+            return Turn([])
+        conversation.rate_notice_at = utcnow()
+        logger.warning("rate limit reached for conversation %s", conversation.id)
+        return Turn([OutgoingMessage(words.gettext(TOO_FAST))])
+
+    def _help(self, words: Localizer) -> OutgoingMessage:
+        text = words.gettext(HELP_TEXT).format(
+            organisation=words.gettext(self.settings.organisation_name),
+            phone=self.settings.call_centre_phone,
+            hours=words.gettext(self.settings.call_centre_hours),
+        )
+        return OutgoingMessage(text, tuple(main_menu_buttons(words)))
+
+    def _more(self, conversation: Conversation, words: Localizer) -> Turn:
+        pages = list(conversation.pending_pages or [])
+        if not pages:
+            return Turn([OutgoingMessage(words.gettext(NOTHING_MORE))])
+        conversation.pending_pages = pages[1:] or None
+        return Turn([OutgoingMessage(pages[0])], continues_paging=True)
+
+    async def _status_fast_path(
+        self, session: AsyncSession, text: str, participant: Participant, words: Localizer
+    ) -> str | None:
+        """``STATUS <reference>`` from the applicant: answered here. Anyone else goes
+        through the dialogue, which asks the second factor."""
+        reference = status_reference(text)
+        if reference is None:
+            return None
+        application = await application_by_reference(session, reference)
+        if application is None or not await is_disclosable(
+            session, application, participant.citizen_id, participant.identity_id
+        ):
+            return None
+        return await status_text(application, words, self.catalogue, self.connectors)

@@ -1,0 +1,173 @@
+"""SMS over Twilio: signed webhooks in, the twilio 9 async client out.
+
+Inbound: ``POST /channels/sms/twilio`` checks ``X-Twilio-Signature`` over the public URL
+Twilio called (``PUBLIC_BASE_URL`` + path), stores the message (a ``MessageSid`` seen
+before is answered once), answers empty TwiML at once and processes the message in the
+background, so a slow turn never meets Twilio's 15 s timeout.
+Outbound: the outbox calls :class:`TwilioSender`; ``StatusCallback`` reports land on
+``POST /channels/sms/twilio/status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from bot.db.models import DeliveryStatus
+from bot.privacy import mask
+from bot.settings import Settings
+from channels.base import Channel, DeliveryError, IncomingMessage, OutputChannel
+from channels.sms.phone import InvalidPhoneNumberError, to_e164
+
+logger = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
+# Delivery errors worth another try (carrier congestion, unknown transient failures).
+RETRIABLE_DELIVERY_ERRORS = frozenset({"30001", "30008", "30009", "30010"})
+DELIVERY_STATUSES = {
+    "accepted": DeliveryStatus.ACCEPTED,
+    "scheduled": DeliveryStatus.ACCEPTED,
+    "queued": DeliveryStatus.ACCEPTED,
+    "sending": DeliveryStatus.ACCEPTED,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+}
+
+
+def public_url(settings: Settings, request: Request) -> str:
+    """The URL Twilio signed: our public base plus the path and query it called."""
+    base = str(settings.public_base_url).rstrip("/")
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{base}{request.url.path}{query}"
+
+
+class TwilioSender(OutputChannel):
+    def __init__(self, settings: Settings, status_callback: str) -> None:
+        self.settings = settings
+        self.status_callback = status_callback
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    async def initialize(self) -> None:
+        token = self.settings.twilio_auth_token
+        self._http = AsyncTwilioHttpClient(timeout=15)
+        self._client = Client(
+            self.settings.twilio_account_sid,
+            token.get_secret_value() if token else None,
+            http_client=self._http,
+        )
+        if self.settings.twilio_api_base_url is not None:
+            self._client.api.base_url = str(self.settings.twilio_api_base_url).rstrip("/")
+
+    async def shutdown(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def _deliver(self, recipient: str, body: str) -> str:
+        assert self._client is not None, "initialize() first"
+        sender: dict[str, Any] = (
+            {"messaging_service_sid": self.settings.twilio_messaging_service_sid}
+            if self.settings.twilio_messaging_service_sid
+            else {"from_": self.settings.twilio_from_number}
+        )
+        try:
+            message = await self._client.messages.create_async(
+                to=recipient, body=body, status_callback=self.status_callback, **sender
+            )
+        except TwilioRestException as exc:
+            raise DeliveryError(
+                f"Twilio {exc.status} error {exc.code}",
+                retriable=exc.status >= 500 or exc.status == 429,
+                code=str(exc.code) if exc.code else None,
+                opted_out=exc.code == UNSUBSCRIBED,
+            ) from exc
+        return str(message.sid)
+
+
+class TwilioSmsChannel(Channel):
+    name = "sms"
+    redacted_keys: ClassVar[frozenset[str]] = frozenset({"From", "To", "Body", "MediaUrl0"})
+
+    @classmethod
+    def is_configured(cls, settings: Settings) -> bool:
+        return settings.twilio_enabled
+
+    async def initialize(self) -> None:
+        token = self.settings.twilio_auth_token
+        self.validator = RequestValidator(token.get_secret_value() if token else "")
+        base = str(self.settings.public_base_url).rstrip("/")
+        self.sender = TwilioSender(self.settings, f"{base}/channels/{self.name}/twilio/status")
+        await self.sender.initialize()
+        self.services.outbox.register(self.name, self.sender)
+
+    async def shutdown(self) -> None:
+        await self.sender.shutdown()
+
+    async def _verified_form(self, request: Request) -> dict[str, str]:
+        """The webhook's parameters, or 403 when the signature is missing or wrong."""
+        form = await request.form()
+        params = {key: str(value) for key, value in form.items()}
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not self.validator.validate(
+            public_url(self.settings, request), params, signature
+        ):
+            logger.warning("refused a Twilio webhook with a bad signature")
+            raise HTTPException(403, "invalid signature")
+        return params
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/twilio")
+        async def inbound(request: Request) -> Response:
+            params = await self._verified_form(request)
+            try:
+                sender = to_e164(params.get("From", ""), self.settings.default_phone_region)
+            except InvalidPhoneNumberError:
+                logger.warning(
+                    "Twilio webhook from an unusable number %s", mask(params.get("From"))
+                )
+                return Response(EMPTY_TWIML, media_type="application/xml")
+            accepted = await self.conversations.accept(
+                IncomingMessage(
+                    channel=self.name,
+                    sender=sender,
+                    text=params.get("Body", ""),
+                    external_id=params.get("MessageSid") or None,
+                    metadata={"media_count": int(params.get("NumMedia", "0") or 0)},
+                )
+            )
+            if accepted is not None:
+                self.services.inbound.schedule(accepted.participant.conversation_id)
+            return Response(EMPTY_TWIML, media_type="application/xml")
+
+        @router.post("/twilio/status")
+        async def status_callback(request: Request) -> Response:
+            params = await self._verified_form(request)
+            status = DELIVERY_STATUSES.get(params.get("MessageStatus", ""))
+            if status is None or not params.get("MessageSid"):
+                return Response(status_code=204)
+            code = params.get("ErrorCode") or None
+            error = (
+                DeliveryError(
+                    f"Twilio delivery error {code}",
+                    retriable=code in RETRIABLE_DELIVERY_ERRORS,
+                    code=code,
+                    opted_out=code == str(UNSUBSCRIBED),
+                )
+                if code
+                else None
+            )
+            await self.services.outbox.record_status(self.name, params["MessageSid"], status, error)
+            return Response(status_code=204)
+
+        return router
