@@ -101,6 +101,8 @@ class StackConfig:
     action_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # More settings for the gateway (e.g. TWILIO_* pointing at a loopback double).
+    gateway_extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
@@ -123,6 +125,7 @@ class StackConfig:
             REFERENCE_BACKEND_URL=self.backend_url,
             REFERENCE_BACKEND_API_KEY=self.backend_api_key,
         )
+        env.update(self.gateway_extra_env)
         return env
 
     def rasa_env(self) -> dict[str, str]:

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # longer replies are paged ("Reply MORE").
     sms_segment_budget: Annotated[int, Field(ge=1, le=10)] = 3
     # Per-number flood protection: at most this many messages per window are answered.
-    sms_rate_limit_messages: Annotated[int, Field(ge=1)] = 8
+    sms_rate_limit_messages: Annotated[int, Field(ge=1)] = 20
     sms_rate_limit_window_seconds: Annotated[int, Field(ge=1)] = 60
     sms_max_send_attempts: Annotated[int, Field(ge=1)] = 5
     # How often the background worker sweeps the outbox and stalled conversations.

@@ -1,5 +1,6 @@
 """A real stack for end-to-end tests: the trained (or cached) model, `rasa run`, the
-gateway and the reference backend as separate processes on free loopback ports."""
+gateway and the reference backend as separate processes on free loopback ports, with
+the gateway's SMS channel pointed at a Twilio double in this process."""
 
 from __future__ import annotations
 
@@ -9,14 +10,32 @@ from pathlib import Path
 import pytest
 
 from bot.devstack import StackConfig, ensure_model, running_stack
-from support.servers import free_port
+from support.servers import ThreadedServer, free_port, serve
+from support.twilio_double import TwilioDouble, twilio_settings
+
+PUBLIC_BASE_URL = "https://civicgate.example.org"
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackConfig]:
+def twilio_double() -> Iterator[tuple[TwilioDouble, ThreadedServer]]:
+    double = TwilioDouble()
+    with serve(double.app()) as server:
+        yield double, server
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    twilio_double: tuple[TwilioDouble, ThreadedServer],
+) -> Iterator[StackConfig]:
     data_dir = tmp_path_factory.mktemp("stack")
+    settings = twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL)
     config = StackConfig(
-        gateway_port=free_port(), rasa_port=free_port(), backend_port=free_port(), data_dir=data_dir
+        gateway_port=free_port(),
+        rasa_port=free_port(),
+        backend_port=free_port(),
+        data_dir=data_dir,
+        gateway_extra_env={key.upper(): str(value) for key, value in settings.items()},
     )
     try:
         with running_stack(config, ensure_model(), logs=data_dir):
