@@ -31,10 +31,16 @@ from service_connectors.catalogue import load_catalogue
 logger = logging.getLogger(__name__)
 
 
-async def background_work(settings: Settings, inbound: InboundWorker, outbox: Outbox) -> None:
-    """Retries and leftovers, on every replica: leases keep them from doing work twice."""
-    while True:
-        await asyncio.sleep(settings.worker_interval_seconds)
+async def background_work(
+    settings: Settings, inbound: InboundWorker, outbox: Outbox, stop: asyncio.Event
+) -> None:
+    """Retries and leftovers, on every replica: leases keep them from doing work twice.
+    Stopped between rounds (never cancelled mid-query), so shutdown leaves no half-work."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
+        if stop.is_set():
+            return
         try:
             await inbound.sweep()
             await outbox.send_due()
@@ -62,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=load_responses(PROJECT_ROOT / "bot" / "domain.yml"),
     )
     conversations = ConversationService(settings, sessions, rasa)
-    outbox = Outbox(sessions, settings.sms_max_send_attempts)
+    outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
     channels = enabled_channels(ChannelServices(settings, conversations, inbound, outbox))
@@ -73,13 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await connector.initialize()
         for channel in channels:
             await channel.initialize()
-        worker = asyncio.create_task(background_work(settings, inbound, outbox))
+        stop = asyncio.Event()
+        worker = asyncio.create_task(background_work(settings, inbound, outbox, stop))
         try:
             yield
         finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            stop.set()
+            await worker
             await inbound.wait_idle()
             for channel in channels:
                 await channel.shutdown()

@@ -35,9 +35,9 @@ STATUS_RANK = {
 }
 
 
-def backoff(attempt: int) -> timedelta:
+def backoff(attempt: int, first: float = 5.0) -> timedelta:
     """5 s, 10 s, 20 s … capped at 10 minutes, with jitter so retries do not stampede."""
-    base = min(5 * 2 ** max(attempt - 1, 0), 600)
+    base = min(first * 2 ** max(attempt - 1, 0), 600)
     return timedelta(seconds=base * random.uniform(0.8, 1.2))  # noqa: S311 (not crypto)
 
 
@@ -63,9 +63,15 @@ async def opt_in(session: AsyncSession, identity_id: str, channel: str, trigger:
 
 
 class Outbox:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], max_attempts: int) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        max_attempts: int,
+        retry_base_seconds: float = 5.0,
+    ) -> None:
         self.sessions = sessions
         self.max_attempts = max_attempts
+        self.retry_base_seconds = retry_base_seconds
         self.senders: dict[str, OutputChannel] = {}
 
     def register(self, channel: str, sender: OutputChannel) -> None:
@@ -143,7 +149,9 @@ class Outbox:
             logger.info("recipient %s unsubscribed at the provider", mask(delivery.recipient))
         elif error.retriable and delivery.attempts < self.max_attempts:
             delivery.status = DeliveryStatus.QUEUED
-            delivery.next_attempt_at = utcnow() + backoff(delivery.attempts)
+            delivery.next_attempt_at = utcnow() + backoff(
+                delivery.attempts, self.retry_base_seconds
+            )
             logger.warning("delivery %s failed (%s), will retry", delivery.id, error)
         else:
             delivery.status = DeliveryStatus.FAILED

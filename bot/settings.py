@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     sms_rate_limit_messages: Annotated[int, Field(ge=1)] = 20
     sms_rate_limit_window_seconds: Annotated[int, Field(ge=1)] = 60
     sms_max_send_attempts: Annotated[int, Field(ge=1)] = 5
+    # First retry delay of a failed send; doubles each time, up to 10 minutes.
+    delivery_retry_base_seconds: Annotated[float, Field(gt=0)] = 5.0
     # How often the background worker sweeps the outbox and stalled conversations.
     worker_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
 

@@ -1,0 +1,276 @@
+"""Benchmark: SMS through the civicgate gateway versus Rasa's own REST channel.
+
+One run, one trained model, one stack (reference backend, gateway, ``rasa run`` on
+loopback, started by :func:`bot.devstack.running_stack`) with the gateway's SMS channel
+pointed at an in-process Twilio double. It measures:
+
+* gateway SMS: N concurrent conversations, each from its own phone number, each message a
+  webhook signed like Twilio's and sent only after the previous reply reached the double;
+  latency = webhook POST → the reply's arrival at the double (``time.perf_counter()``).
+* raw Rasa: the same sequences, same concurrency, posted to ``/webhooks/rest/webhook``;
+  latency = request → response. Rasa's custom actions and NLG are still served by the
+  gateway, which only acts for senders it knows: each sender id is a gateway conversation
+  created beforehand (no Rasa turn). A digit answering a menu is sent as that button's
+  payload, as the gateway does for SMS.
+* fast path: ``STATUS <reference>`` from each applicant's number, several times;
+* segments of every SMS reply against ``minimum_segments`` of its own text.
+
+Run from the project root (about a minute to start the stack, plus the run)::
+
+    .venv/bin/python bench/sms_vs_rasa.py --conversations 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from bot.conversation import ConversationService  # noqa: E402
+from bot.db.session import create_engine, session_factory  # noqa: E402
+from bot.devstack import StackConfig, ensure_model, running_stack  # noqa: E402
+from bot.rasa_client import RasaClient  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from channels.sms.composer import count_segments, minimum_segments  # noqa: E402
+from support.servers import free_port, serve  # noqa: E402
+from support.twilio_double import (  # noqa: E402
+    ACCOUNT_SID,
+    FROM_NUMBER,
+    TwilioDouble,
+    sign,
+    twilio_settings,
+)
+
+PUBLIC_BASE_URL = "https://civicgate.example.org"
+SMS_PATH = "/channels/sms/twilio"
+REFERENCE = re.compile(r"\b([A-Z]{2}-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{6})\b")
+SEQUENCE = (
+    "hi", "what do i need for a passport", "i need a birth certificate", "Maria Lopez",
+    "21/03/2019", "Ottawa", "Ana Lopez", "1", "thanks",
+)  # fmt: skip
+REPLY_TIMEOUT = 60.0
+Arrival = tuple[float, str]  # perf_counter() at the double, SMS body
+
+
+class Arrivals(list[dict[str, str]]):
+    """The double's ``sent`` list, timing each SMS and handing it to the waiting phone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.inboxes: dict[str, asyncio.Queue[Arrival]] = {}
+
+    def append(self, item: dict[str, str]) -> None:  # called in the double's server thread
+        arrived = time.perf_counter()
+        super().append(item)
+        inbox = self.inboxes.get(item.get("To", ""))
+        if self.loop is not None and inbox is not None:
+            self.loop.call_soon_threadsafe(inbox.put_nowait, (arrived, item.get("Body", "")))
+
+
+@dataclass
+class Phase:
+    latencies: list[float] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    missing: int = 0
+    wall: float = 0.0
+
+    def record(self, answer: tuple[float, str] | None) -> str:
+        if answer is None:
+            self.missing += 1
+            return ""
+        self.latencies.append(answer[0])
+        self.bodies.append(answer[1])
+        return answer[1]
+
+
+async def run_phase(jobs: list[Awaitable[str | None]], phase: Phase) -> list[str | None]:
+    start = time.perf_counter()
+    results = await asyncio.gather(*jobs)
+    phase.wall = time.perf_counter() - start
+    return list(results)
+
+
+class Phone:
+    def __init__(self, client: httpx.AsyncClient, stack: StackConfig, number: str) -> None:
+        self.client, self.url, self.number = client, stack.gateway_url + SMS_PATH, number
+        self.inbox: asyncio.Queue[Arrival] = asyncio.Queue()
+        self.sent = 0
+
+    async def text(self, body: str) -> tuple[float, str] | None:
+        """Latency and body of the SMS answering ``body``; None if none came in time."""
+        self.sent += 1
+        params = {"MessageSid": f"SMbench{self.number[1:]}{self.sent:06d}{time.time_ns()}",
+                  "AccountSid": ACCOUNT_SID, "From": self.number, "To": FROM_NUMBER,
+                  "Body": body, "NumMedia": "0"}  # fmt: skip
+        headers = {"X-Twilio-Signature": sign(PUBLIC_BASE_URL + SMS_PATH, params),
+                   "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+        start = time.perf_counter()
+        response = await self.client.post(self.url, content=urlencode(params), headers=headers)
+        response.raise_for_status()
+        try:
+            arrived, reply = await asyncio.wait_for(self.inbox.get(), REPLY_TIMEOUT)
+        except TimeoutError:
+            return None
+        return arrived - start, reply
+
+
+async def sms_conversation(phone: Phone, rounds: int, phase: Phase) -> str | None:
+    reference = None
+    for _ in range(rounds):
+        for body in SEQUENCE:
+            reply = phase.record(await phone.text(body))
+            if body == "1" and (found := REFERENCE.search(reply)):
+                reference = found.group(1)
+    return reference
+
+
+async def rasa_conversation(
+    client: httpx.AsyncClient, rasa_url: str, sender: str, rounds: int, phase: Phase
+) -> str | None:
+    buttons: list[dict[str, Any]] = []
+    reference = None
+    for _ in range(rounds):
+        for body in SEQUENCE:
+            message = body  # a digit picks the last reply's button, as the gateway does
+            if body.isdigit() and 1 <= int(body) <= len(buttons):
+                message = str(buttons[int(body) - 1]["payload"])
+            start = time.perf_counter()
+            response = await client.post(
+                f"{rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": message}
+            )
+            phase.latencies.append(time.perf_counter() - start)
+            response.raise_for_status()
+            replies = response.json()
+            buttons = list(replies[-1].get("buttons") or []) if replies else []
+            phase.missing += 0 if replies else 1
+            text = " ".join(str(reply.get("text", "")) for reply in replies)
+            if body == "1" and (found := REFERENCE.search(text)):
+                reference = found.group(1)
+    return reference
+
+
+async def status_checks(phone: Phone, reference: str, repeats: int, phase: Phase) -> None:
+    for _ in range(repeats):
+        phase.record(await phone.text(f"STATUS {reference}"))
+
+
+async def rest_conversations(stack: StackConfig, count: int) -> list[str]:
+    """Gateway conversation ids to use as Rasa sender ids: the action server (the gateway)
+    answers "unknown conversation" for a sender it has no conversation for."""
+    url = stack.gateway_env()["DATABASE_URL"]
+    engine, rasa = create_engine(url), RasaClient(stack.rasa_url)
+    service = ConversationService(Settings(database_url=url), session_factory(engine), rasa)
+    try:
+        found = [await service.participant("rest", f"bench-rest-{i}") for i in range(count)]
+    finally:
+        await rasa.aclose()
+        await engine.dispose()
+    return [participant.conversation_id for participant in found]
+
+
+def percentile(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def throughput(phase: Phase) -> float:
+    return (len(phase.latencies) + phase.missing) / phase.wall
+
+
+def report(label: str, phase: Phase) -> None:
+    n = len(phase.latencies) + phase.missing
+    print(
+        f"{label:<12} messages {n:4d}  wall {phase.wall:6.2f} s  "
+        f"throughput {throughput(phase):6.2f} msg/s  p50 {percentile(phase.latencies, 50):.3f} s  "
+        f"p99 {percentile(phase.latencies, 99):.3f} s  no reply {phase.missing}"
+    )
+
+
+async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace) -> None:
+    arrivals.loop = asyncio.get_running_loop()
+    limits = httpx.Limits(max_connections=4 * args.conversations + 10)
+    async with httpx.AsyncClient(timeout=REPLY_TIMEOUT, limits=limits) as client:
+
+        def phone(number: str) -> Phone:
+            made = Phone(client, stack, number)
+            arrivals.inboxes[number] = made.inbox
+            return made
+
+        # Warm-up, not measured: one whole sequence on each path (first uses are slow).
+        senders = await rest_conversations(stack, args.conversations + 1)
+        await sms_conversation(phone("+15145559999"), 1, Phase())
+        await rasa_conversation(client, stack.rasa_url, senders[-1], 1, Phase())
+
+        phones = [phone(f"+1514555{1000 + i:04d}") for i in range(args.conversations)]
+        sms, raw, fast = Phase(), Phase(), Phase()
+        references = await run_phase([sms_conversation(p, args.rounds, sms) for p in phones], sms)
+        raw_references = await run_phase(
+            [rasa_conversation(client, stack.rasa_url, s, args.rounds, raw) for s in senders[:-1]],
+            raw,
+        )
+        checks = [(p, r) for p, r in zip(phones, references, strict=True) if r is not None]
+        await run_phase([status_checks(p, r, args.status_repeats, fast) for p, r in checks], fast)
+        extra = sum(inbox.qsize() for inbox in arrivals.inboxes.values())
+
+    print(f"\nconversations {args.conversations}, rounds {args.rounds}, "
+          f"{len(SEQUENCE)} messages per round, 2-core loopback stack")  # fmt: skip
+    report("gateway SMS", sms)
+    report("raw Rasa", raw)
+    ratio = throughput(sms) / throughput(raw)
+    print(f"throughput ratio gateway/raw: {ratio:.2f}  (target >= 0.9)")
+    report("fast path", fast)
+    print(f"references obtained: SMS {sum(r is not None for r in references)}, raw Rasa "
+          f"{sum(r is not None for r in raw_references)}, of {len(phones)}")  # fmt: skip
+    ratio = percentile(sms.latencies, 50) / percentile(fast.latencies, 50)
+    print(f"NLU turn p50 / fast-path p50: {ratio:.1f}x  (target >= 10x)")
+    replies = sms.bodies + fast.bodies
+    segments = [count_segments(body).segments for body in replies]
+    over = sum(s > minimum_segments(b) for s, b in zip(segments, replies, strict=True))
+    print(f"segments per SMS reply: {statistics.mean(segments):.2f} average over "
+          f"{len(replies)} replies; above minimum_segments: {over}")  # fmt: skip
+    print(f"unexpected extra SMS (more than one per message): {extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=1, help="times each sequence is repeated")
+    parser.add_argument("--status-repeats", type=int, default=5, help="STATUS per applicant")
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="civicgate-bench-"))
+    print(f"data and logs: {data_dir}", flush=True)
+    model = ensure_model()
+    arrivals = Arrivals()  # the double's record of sent SMS, timed
+    with serve(TwilioDouble(sent=arrivals).app()) as server:
+        settings = twilio_settings(server.url, PUBLIC_BASE_URL)
+        extra_env = {key.upper(): str(value) for key, value in settings.items()}
+        extra_env["SMS_RATE_LIMIT_MESSAGES"] = "1000"
+        config = StackConfig(
+            gateway_port=free_port(),
+            rasa_port=free_port(),
+            backend_port=free_port(),
+            data_dir=data_dir,
+            gateway_extra_env=extra_env,
+        )
+        with running_stack(config, model, logs=data_dir) as stack:
+            asyncio.run(bench(stack, arrivals, args))
+
+
+if __name__ == "__main__":
+    main()
