@@ -109,9 +109,9 @@ async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, as
         ctx.say(
             ctx.words.ngettext(
                 "Let's apply for: {service}. I will ask {count} question."
-                " Reply CANCEL at any time to stop.",
+                " Reply EXIT at any time to stop.",
                 "Let's apply for: {service}. I will ask {count} questions."
-                " Reply CANCEL at any time to stop.",
+                " Reply EXIT at any time to stop.",
                 count,
             ).format(service=ctx._(service.name), count=count)
         )

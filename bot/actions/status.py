@@ -141,7 +141,7 @@ async def _take_reference(ctx: ActionContext, asked: bool) -> None:
             ctx._(
                 N_(
                     "I cannot find an application with the reference {reference}."
-                    " Please check it, or reply CANCEL."
+                    " Please check it, or reply EXIT."
                 ),
                 reference=reference,
             )
