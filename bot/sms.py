@@ -53,6 +53,18 @@ MORE_PROMPT = N_("Reply MORE for the rest.")
 MEDIA_ONLY = N_("I can only read text messages, not pictures or files. Please write what you need.")
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One inbound SMS with who sent it, loaded once for the whole turn."""
+
+    session: AsyncSession
+    message: Message
+    participant: Participant
+    identity: ChannelIdentity
+    conversation: Conversation
+    words: Localizer
+
+
 @dataclass
 class Turn:
     """What one inbound SMS produces: replies for the transcript and how to send them."""
@@ -83,40 +95,26 @@ class SmsTurns:
 
     async def handle(self, message: Message) -> None:
         async with self.sessions() as session:
-            conversation = await session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            identity = await session.get(ChannelIdentity, conversation.identity_id)
-            citizen = await session.get(Citizen, conversation.citizen_id)
-            assert identity is not None and citizen is not None
-            participant = Participant(
-                citizen.id,
-                identity.id,
-                conversation.id,
-                citizen.language or self.settings.default_language,
-            )
-            words = localizer(participant.language)
-            turn = await self._turn(session, message, participant, identity, conversation, words)
-            await self._finish(session, message, participant, identity, conversation, turn, words)
+            exchange = await self._exchange(session, message)
+            turn = await self._turn(exchange)
+            delivery = await self._finish(exchange, turn)
             await session.commit()
-            queued = list(
-                await session.scalars(
-                    select(Delivery.id).where(
-                        Delivery.conversation_id == conversation.id,
-                        Delivery.status == "queued",
-                    )
-                )
-            )
-        await self.outbox.send_due(queued)
+        if delivery is not None:
+            await self.outbox.send_due([delivery.id])
 
-    async def _turn(
-        self,
-        session: AsyncSession,
-        message: Message,
-        participant: Participant,
-        identity: ChannelIdentity,
-        conversation: Conversation,
-        words: Localizer,
-    ) -> Turn:
+    async def _exchange(self, session: AsyncSession, message: Message) -> Exchange:
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert conversation is not None
+        identity = await session.get(ChannelIdentity, conversation.identity_id)
+        citizen = await session.get(Citizen, conversation.citizen_id)
+        assert identity is not None and citizen is not None
+        language = citizen.language or self.settings.default_language
+        participant = Participant(citizen.id, identity.id, conversation.id, language)
+        return Exchange(session, message, participant, identity, conversation, localizer(language))
+
+    async def _turn(self, exchange: Exchange) -> Turn:
+        session, message, words = exchange.session, exchange.message, exchange.words
+        identity, conversation = exchange.identity, exchange.conversation
         opted_out = identity.opted_out_at is not None
         keyword = recognise(message.text, opted_out=opted_out)
         if keyword is not None and keyword.keyword is Keyword.OPT_OUT:
@@ -137,56 +135,44 @@ class SmsTurns:
             return Turn([self._help(words)])
         if keyword is not None and keyword.keyword is Keyword.MORE:
             return self._more(conversation, words)
-        status = await self._status_fast_path(session, message.text, participant, words)
+        status = await self._status_fast_path(session, message.text, exchange.participant, words)
         if status is not None:
             return Turn([OutgoingMessage(status)])
         await session.commit()  # release the database while the engine thinks
-        return Turn(await self.conversations.respond(participant, message.text))
+        return Turn(await self.conversations.respond(exchange.participant, message.text))
 
-    async def _finish(
-        self,
-        session: AsyncSession,
-        message: Message,
-        participant: Participant,
-        identity: ChannelIdentity,
-        conversation: Conversation,
-        turn: Turn,
-        words: Localizer,
-    ) -> None:
-        """Transcript, outbox rows and "processed", in the caller's one transaction."""
-        accepted = Accepted(participant, message.id)
+    async def _finish(self, exchange: Exchange, turn: Turn) -> Delivery | None:
+        """Transcript, the outbox row and "processed", in the caller's one transaction;
+        the row to send, if the turn has a reply."""
+        accepted = Accepted(exchange.participant, exchange.message.id)
         await self.conversations.record_replies(
-            participant, self.channel, turn.replies, accepted, session
+            exchange.participant, self.channel, turn.replies, accepted, exchange.session
         )
         if not turn.replies:
-            return
+            return None
         if turn.continues_paging:  # an already composed page (it ends with its own prompt)
-            self._enqueue(session, identity, conversation, turn.replies[0].text)
-            return
+            return await self._enqueue(exchange, turn.replies[0].text)
+        words = exchange.words
         texts = [numbered_menu(reply, words) for reply in turn.replies]
         pages = compose(texts, self.settings.sms_segment_budget, words.gettext(MORE_PROMPT))
-        conversation.pending_pages = pages[1:] or None
-        self._enqueue(session, identity, conversation, pages[0], turn.ignore_opt_out)
+        exchange.conversation.pending_pages = pages[1:] or None
+        return await self._enqueue(exchange, pages[0], turn.ignore_opt_out)
 
-    def _enqueue(
-        self,
-        session: AsyncSession,
-        identity: ChannelIdentity,
-        conversation: Conversation,
-        body: str,
-        ignore_opt_out: bool = False,
-    ) -> None:
-        session.add(
-            Delivery(
-                conversation_id=conversation.id,
-                identity_id=identity.id,
-                channel=self.channel,
-                recipient=identity.external_id,
-                body=body,
-                segments=count_segments(body).segments,
-                ignore_opt_out=ignore_opt_out,
-            )
+    async def _enqueue(
+        self, exchange: Exchange, body: str, ignore_opt_out: bool = False
+    ) -> Delivery:
+        delivery = Delivery(
+            conversation_id=exchange.conversation.id,
+            identity_id=exchange.identity.id,
+            channel=self.channel,
+            recipient=exchange.identity.external_id,
+            body=body,
+            segments=count_segments(body).segments,
+            ignore_opt_out=ignore_opt_out,
         )
+        exchange.session.add(delivery)
+        await exchange.session.flush()  # its id, to send it once committed
+        return delivery
 
     async def _flooding(self, session: AsyncSession, conversation: Conversation) -> bool:
         since = utcnow() - timedelta(seconds=self.settings.sms_rate_limit_window_seconds)
