@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import statistics
 import sys
@@ -129,10 +130,17 @@ class Phone:
         return arrived - start, reply
 
 
-async def sms_conversation(phone: Phone, rounds: int, phase: Phase) -> str | None:
+async def sms_conversation(
+    phone: Phone, rounds: int, phase: Phase, think: tuple[float, float] | None = None
+) -> str | None:
+    """The sequence, each message after the previous reply; with ``think``, the citizen
+    also reads and types for a random time in that range (seconds) before each message."""
     reference = None
+    pause = random.Random(phone.number)  # the same pauses in every run
     for _ in range(rounds):
         for body in SEQUENCE:
+            if think is not None:
+                await asyncio.sleep(pause.uniform(*think))
             reply = phase.record(await phone.text(body))
             if body == "1" and (found := REFERENCE.search(reply)):
                 reference = found.group(1)
@@ -217,7 +225,20 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
         await sms_conversation(phone("+15145559999"), 1, Phase())
         await rasa_conversation(client, stack.rasa_url, senders[-1], 1, Phase())
 
+        # Unloaded: one citizen alone, NLU turns then STATUS (the fast path's own cost).
+        alone, alone_fast = Phase(), Phase()
+        lone = phone("+15145558888")
+        (lone_reference,) = await run_phase([sms_conversation(lone, 1, alone)], alone)
+        if lone_reference is not None:
+            checks = [status_checks(lone, lone_reference, 4 * args.status_repeats, alone_fast)]
+            await run_phase(checks, alone_fast)
+
         phones = [phone(f"+1514555{1000 + i:04d}") for i in range(args.conversations)]
+        paced = Phase()
+        if args.think:
+            paced_phones = [phone(f"+1514556{1000 + i:04d}") for i in range(args.conversations)]
+            jobs = [sms_conversation(p, 1, paced, args.think) for p in paced_phones]
+            await run_phase(jobs, paced)
         sms, raw, fast = Phase(), Phase(), Phase()
         references = await run_phase([sms_conversation(p, args.rounds, sms) for p in phones], sms)
         raw_references = await run_phase(
@@ -230,6 +251,15 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
 
     print(f"\nconversations {args.conversations}, rounds {args.rounds}, "
           f"{len(SEQUENCE)} messages per round, 2-core loopback stack")  # fmt: skip
+    report("alone NLU", alone)
+    report("alone STATUS", alone_fast)
+    ratio = percentile(alone.latencies, 50) / percentile(alone_fast.latencies, 50)
+    print(f"unloaded NLU turn p50 / fast-path p50: {ratio:.1f}x  (target >= 10x)")
+    if args.think:
+        print(f"paced: {args.conversations} conversations, {args.think[0]:g}-{args.think[1]:g} s "
+              "between a reply and the next message")  # fmt: skip
+        report("paced SMS", paced)
+    print("closed loop (no think time):")
     report("gateway SMS", sms)
     report("raw Rasa", raw)
     ratio = throughput(sms) / throughput(raw)
@@ -238,7 +268,7 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
     print(f"references obtained: SMS {sum(r is not None for r in references)}, raw Rasa "
           f"{sum(r is not None for r in raw_references)}, of {len(phones)}")  # fmt: skip
     ratio = percentile(sms.latencies, 50) / percentile(fast.latencies, 50)
-    print(f"NLU turn p50 / fast-path p50: {ratio:.1f}x  (target >= 10x)")
+    print(f"loaded NLU turn p50 / fast-path p50: {ratio:.1f}x")
     replies = sms.bodies + fast.bodies
     segments = [count_segments(body).segments for body in replies]
     over = sum(s > minimum_segments(b) for s, b in zip(segments, replies, strict=True))
@@ -252,6 +282,11 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1, help="times each sequence is repeated")
     parser.add_argument("--status-repeats", type=int, default=5, help="STATUS per applicant")
+    parser.add_argument(
+        "--think", type=float, nargs=2, default=(2.0, 6.0), metavar=("MIN", "MAX"),
+        help="paced phase: seconds a citizen takes between a reply and the next message",
+    )  # fmt: skip
+    parser.add_argument("--no-paced", dest="think", action="store_const", const=None)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="civicgate-bench-"))
     print(f"data and logs: {data_dir}", flush=True)

@@ -66,9 +66,16 @@ class ConversationService:
         return replies
 
     async def accept(self, incoming: IncomingMessage) -> Accepted | None:
-        """Find the sender and commit the message; ``None`` if this provider id was seen."""
-        participant = await self.participant(incoming.channel, incoming.sender)
-        message_id = await self._store_inbound(participant, incoming)
+        """Find the sender and commit the message; ``None`` if this provider id was seen.
+        A known sender costs one transaction (the common case on a webhook's hot path)."""
+        async with self.sessions() as session:
+            participant = await self._find(session, incoming.channel, incoming.sender)
+            if participant is not None:
+                message_id = await self._store_inbound(session, participant, incoming)
+        if participant is None:  # first contact: create, then store (never two sessions held)
+            participant = await self.participant(incoming.channel, incoming.sender)
+            async with self.sessions() as session:
+                message_id = await self._store_inbound(session, participant, incoming)
         if message_id is None:
             logger.info("duplicate message %s ignored", incoming.external_id)
             return None
@@ -162,27 +169,29 @@ class ConversationService:
         return Participant(citizen.id, identity.id, conversation.id, self.settings.default_language)
 
     async def _store_inbound(
-        self, participant: Participant, incoming: IncomingMessage
+        self, session: AsyncSession, participant: Participant, incoming: IncomingMessage
     ) -> int | None:
         """Commit the message before processing; ``None`` if this provider id was seen."""
-        async with self.sessions() as session:
-            conversation = await session.get(Conversation, participant.conversation_id)
-            if conversation is not None:
-                conversation.last_activity_at = utcnow()
-            message = Message(
-                conversation_id=participant.conversation_id,
-                direction=Direction.INBOUND,
-                channel=incoming.channel,
-                external_id=incoming.external_id,
-                text=incoming.text,
-                media_count=int(incoming.metadata.get("media_count", 0)),
-            )
-            session.add(message)
-            try:
-                await session.commit()
-            except IntegrityError:
-                return None
-            return message.id
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == participant.conversation_id)
+            .values(last_activity_at=utcnow())
+        )
+        message = Message(
+            conversation_id=participant.conversation_id,
+            direction=Direction.INBOUND,
+            channel=incoming.channel,
+            external_id=incoming.external_id,
+            text=incoming.text,
+            media_count=int(incoming.metadata.get("media_count", 0)),
+        )
+        session.add(message)
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return None
+        return message.id
 
     async def record_replies(
         self,

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Conversation, Direction, Message, utcnow
@@ -53,15 +53,18 @@ class InboundWorker:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def drain(self, conversation_id: str) -> None:
-        while await self._acquire(conversation_id):
+        while True:
+            taken, message = await self._acquire(conversation_id)
+            if not taken:
+                return  # another worker holds the lease and will see our message
             try:
-                while (message := await self._next(conversation_id)) is not None:
+                while message is not None:
                     await self._process(message)
-                    await self._acquire(conversation_id, renew=True)
+                    message = await self._renew_for_next(conversation_id)
             finally:
-                await self._release(conversation_id)
-            if await self._next(conversation_id) is None:
-                return  # nothing arrived while we held the lease
+                waiting = await self._release(conversation_id)
+            if not waiting:
+                return  # nothing arrived between our last look and the release
 
     async def sweep(self) -> None:
         """Drain conversations whose messages wait longer than they should (a crash)."""
@@ -93,38 +96,62 @@ class InboundWorker:
                 )
                 await session.commit()
 
-    async def _next(self, conversation_id: str) -> Message | None:
-        async with self.sessions() as session:
-            return await session.scalar(
-                select(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == Direction.INBOUND,
-                    Message.processed_at.is_(None),
-                    Message.channel.in_(self.handlers),
-                )
-                .order_by(Message.id)
-                .limit(1)
-            )
+    def _mine(self, conversation_id: str) -> ColumnElement[bool]:
+        return and_(Conversation.id == conversation_id, Conversation.lease_owner == self.owner)
 
-    async def _acquire(self, conversation_id: str, renew: bool = False) -> bool:
+    def _oldest_waiting(self, conversation_id: str) -> Select[Message]:
+        return (
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == Direction.INBOUND,
+                Message.processed_at.is_(None),
+                Message.channel.in_(self.handlers),
+            )
+            .order_by(Message.id)
+            .limit(1)
+        )
+
+    async def _acquire(self, conversation_id: str) -> tuple[bool, Message | None]:
+        """Take the conversation's lease if it is free; and its oldest waiting message."""
         now = utcnow()
-        free = or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
-        condition = Conversation.lease_owner == self.owner if renew else free
         async with self.sessions() as session:
             result = await session.execute(
                 update(Conversation)
-                .where(Conversation.id == conversation_id, condition)
+                .where(
+                    Conversation.id == conversation_id,
+                    or_(Conversation.lease_until.is_(None), Conversation.lease_until < now),
+                )
                 .values(lease_owner=self.owner, lease_until=now + self.lease)
             )
+            if not getattr(result, "rowcount", 0):
+                await session.rollback()
+                return False, None
+            message = await session.scalar(self._oldest_waiting(conversation_id))
             await session.commit()
-        return bool(getattr(result, "rowcount", 0))
+        return True, message
 
-    async def _release(self, conversation_id: str) -> None:
+    async def _renew_for_next(self, conversation_id: str) -> Message | None:
+        """The oldest waiting message, with the lease extended to process it."""
+        async with self.sessions() as session:
+            message = await session.scalar(self._oldest_waiting(conversation_id))
+            if message is not None:
+                await session.execute(
+                    update(Conversation)
+                    .where(self._mine(conversation_id))
+                    .values(lease_until=utcnow() + self.lease)
+                )
+                await session.commit()
+        return message
+
+    async def _release(self, conversation_id: str) -> bool:
+        """Give the lease back; whether a message is waiting (it arrived while we held it,
+        and its webhook found the lease taken)."""
         async with self.sessions() as session:
             await session.execute(
                 update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.lease_owner == self.owner)
+                .where(self._mine(conversation_id))
                 .values(lease_owner=None, lease_until=None)
             )
             await session.commit()
+            return await session.scalar(self._oldest_waiting(conversation_id)) is not None

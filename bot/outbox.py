@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
@@ -77,17 +76,27 @@ class Outbox:
     def register(self, channel: str, sender: OutputChannel) -> None:
         self.senders[channel] = sender
 
-    async def send_due(self, ids: Sequence[int] | None = None, limit: int = 50) -> int:
-        """Claim and send due rows (only ``ids`` if given, in order); how many were sent."""
+    @staticmethod
+    def claimed(delivery: Delivery) -> Delivery:
+        """Mark a new row as claimed by its creator, which sends it right after its commit
+        (:meth:`send_claimed`); if that replica dies, the lease expires and the sweep sends it."""
+        delivery.lease_until = utcnow() + CLAIM_LEASE
+        return delivery
+
+    async def send_claimed(self, delivery_id: int) -> int:
+        """Send a row this replica created claimed; 1 if the provider took it."""
+        return await self._send(delivery_id)
+
+    async def send_due(self, limit: int = 50) -> int:
+        """Claim and send due rows, oldest first; how many were sent."""
         now = utcnow()
         async with self.sessions() as session:
             query = select(Delivery.id).where(
                 Delivery.status == DeliveryStatus.QUEUED,
                 Delivery.next_attempt_at <= now,
                 Delivery.channel.in_(self.senders),
+                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
             )
-            if ids is not None:
-                query = query.where(Delivery.id.in_(ids))
             due = list(await session.scalars(query.order_by(Delivery.id).limit(limit)))
         sent = 0
         for delivery_id in due:

@@ -100,7 +100,7 @@ class SmsTurns:
             delivery = await self._finish(exchange, turn)
             await session.commit()
         if delivery is not None:
-            await self.outbox.send_due([delivery.id])
+            await self.outbox.send_claimed(delivery.id)
 
     async def _exchange(self, session: AsyncSession, message: Message) -> Exchange:
         conversation = await session.get(Conversation, message.conversation_id)
@@ -161,14 +161,16 @@ class SmsTurns:
     async def _enqueue(
         self, exchange: Exchange, body: str, ignore_opt_out: bool = False
     ) -> Delivery:
-        delivery = Delivery(
-            conversation_id=exchange.conversation.id,
-            identity_id=exchange.identity.id,
-            channel=self.channel,
-            recipient=exchange.identity.external_id,
-            body=body,
-            segments=count_segments(body).segments,
-            ignore_opt_out=ignore_opt_out,
+        delivery = Outbox.claimed(
+            Delivery(
+                conversation_id=exchange.conversation.id,
+                identity_id=exchange.identity.id,
+                channel=self.channel,
+                recipient=exchange.identity.external_id,
+                body=body,
+                segments=count_segments(body).segments,
+                ignore_opt_out=ignore_opt_out,
+            )
         )
         exchange.session.add(delivery)
         await exchange.session.flush()  # its id, to send it once committed
