@@ -17,10 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChannelIdentity, Citizen, Conversation, Direction, Message, utcnow
 from bot.i18n import N_, Localizer, localizer
+from bot.linking import (
+    CODE_VALID_FOR,
+    Command,
+    DeviceCommand,
+    Redeemed,
+    device_command,
+    issue_code,
+    last_question,
+    redeem_code,
+    unlink,
+)
 from bot.privacy import mask
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
-from channels.base import IncomingMessage, OutgoingMessage
+from channels.base import Button, IncomingMessage, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +40,18 @@ TOO_LONG_MESSAGE = N_(
     "Your message is too long for me. Please send a shorter one (up to {limit} characters)."
 )
 NO_WORDS_MESSAGE = N_("I can only read words. Please write what you need, or reply HELP.")
+CODE_ISSUED = N_(
+    "To continue on another phone or app, send LINK {code} to us from there within"
+    " {minutes} minutes. Do not give this code to anyone."
+)
+DEVICE_LINKED = N_("Done: this device is linked. Let us continue where you stopped.")
+ALREADY_LINKED = N_("This device is already linked.")
+CODE_INVALID = N_(
+    "That code is wrong or has expired. Send LINK on your other device to get a new one."
+)
+CODE_LOCKED = N_("Too many wrong codes. Please try again in an hour.")
+UNLINKED = N_("This device is no longer linked to your other devices.")
+NOT_LINKED = N_("This device is not linked to any other device.")
 ENGINE_DOWN_MESSAGE = N_(
     "Sorry, I cannot answer right now. Your message is saved. Please try again in a few minutes."
 )
@@ -46,6 +69,11 @@ class Participant:
     identity_id: str
     conversation_id: str
     language: str
+    dialogue_id: str = ""  # the Rasa sender id (another device's after linking)
+
+    @property
+    def rasa_sender(self) -> str:
+        return self.dialogue_id or self.conversation_id
 
 
 class ConversationService:
@@ -87,14 +115,56 @@ class ConversationService:
         problem = self._input_problem(text, words)
         if problem is not None:
             return [OutgoingMessage(problem)]
+        command = device_command(text)
+        if command is not None:
+            return await self._device_command(participant, command, words)
         text = await self._resolve_menu_choice(participant, text.strip())
         try:
-            return await self.rasa.send(participant.conversation_id, text)
+            return await self.rasa.send(participant.rasa_sender, text)
         except RasaUnavailable as exc:
             logger.error(
                 "Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id
             )
             return [OutgoingMessage(words.gettext(ENGINE_DOWN_MESSAGE))]
+
+    async def _device_command(
+        self, participant: Participant, command: DeviceCommand, words: Localizer
+    ) -> list[OutgoingMessage]:
+        """LINK / LINK <code> / UNLINK: handled here, whatever the dialogue is doing."""
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, participant.conversation_id)
+            assert conversation is not None
+            replies: list[OutgoingMessage]
+            if command.command is Command.ISSUE:
+                code = await issue_code(session, conversation)
+                minutes = int(CODE_VALID_FOR.total_seconds() // 60)
+                replies = [
+                    OutgoingMessage(words.gettext(CODE_ISSUED).format(code=code, minutes=minutes))
+                ]
+            elif command.command is Command.UNLINK:
+                done = await unlink(session, conversation)
+                replies = [OutgoingMessage(words.gettext(UNLINKED if done else NOT_LINKED))]
+            else:
+                replies = await self._redeem(session, conversation, command.code, words)
+            await session.commit()
+        return replies
+
+    async def _redeem(
+        self, session: AsyncSession, conversation: Conversation, code: str, words: Localizer
+    ) -> list[OutgoingMessage]:
+        outcome, link = await redeem_code(session, conversation, code)
+        if outcome is Redeemed.LOCKED:
+            return [OutgoingMessage(words.gettext(CODE_LOCKED))]
+        if outcome is Redeemed.INVALID or link is None:
+            return [OutgoingMessage(words.gettext(CODE_INVALID))]
+        if outcome is Redeemed.SAME_CITIZEN:
+            return [OutgoingMessage(words.gettext(ALREADY_LINKED))]
+        replies = [OutgoingMessage(words.gettext(DEVICE_LINKED))]
+        question = await last_question(session, link)
+        if question is not None:  # the open question, with its options, on this device
+            buttons = tuple(Button(b["title"], b["payload"]) for b in question.buttons or [])
+            replies.append(OutgoingMessage(question.text, buttons))
+        return replies
 
     async def _resolve_menu_choice(self, participant: Participant, text: str) -> str:
         """A digit or an option's exact title answering the last menu → that option's
@@ -153,20 +223,37 @@ class ConversationService:
             identity.id,
             conversation.id,
             citizen.language or self.settings.default_language,
+            conversation.rasa_sender,
         )
 
     async def _create(self, session: AsyncSession, channel: str, sender: str) -> Participant:
-        citizen = Citizen(language=None)
-        session.add(citizen)
-        await session.flush()
-        identity = ChannelIdentity(citizen_id=citizen.id, channel=channel, external_id=sender)
-        session.add(identity)
-        await session.flush()
-        conversation = Conversation(identity_id=identity.id, citizen_id=citizen.id, channel=channel)
+        """A conversation for ``sender``: for its identity if one exists (a phone number a
+        Telegram user shared before texting), else for a new citizen."""
+        identity = await session.scalar(
+            select(ChannelIdentity).where(
+                ChannelIdentity.channel == channel, ChannelIdentity.external_id == sender
+            )
+        )
+        if identity is None:
+            citizen = Citizen(language=None)
+            session.add(citizen)
+            await session.flush()
+            identity = ChannelIdentity(citizen_id=citizen.id, channel=channel, external_id=sender)
+            session.add(identity)
+            await session.flush()
+        citizen_id = identity.citizen_id
+        conversation = Conversation(identity_id=identity.id, citizen_id=citizen_id, channel=channel)
         session.add(conversation)
+        language = await session.scalar(select(Citizen.language).where(Citizen.id == citizen_id))
         await session.commit()
         logger.info("new conversation %s for %s on %s", conversation.id, mask(sender), channel)
-        return Participant(citizen.id, identity.id, conversation.id, self.settings.default_language)
+        return Participant(
+            citizen_id,
+            identity.id,
+            conversation.id,
+            language or self.settings.default_language,
+            conversation.id,
+        )
 
     async def _store_inbound(
         self, session: AsyncSession, participant: Participant, incoming: IncomingMessage
@@ -184,6 +271,7 @@ class ConversationService:
             external_id=incoming.external_id,
             text=incoming.text,
             media_count=int(incoming.metadata.get("media_count", 0)),
+            provider_data=incoming.metadata.get("provider_data"),
         )
         session.add(message)
         try:

@@ -41,6 +41,10 @@ class InboundWorker:
         self.owner = uuid.uuid4().hex
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def register(self, channel: str, handler: InboundHandler) -> None:
+        """Process ``channel``'s stored messages with ``handler`` (a webhook channel)."""
+        self.handlers[channel] = handler
+
     def schedule(self, conversation_id: str) -> None:
         """Drain the conversation in the background (the webhook returns meanwhile)."""
         task = asyncio.create_task(self.drain(conversation_id))

@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
-    channels = enabled_channels(ChannelServices(settings, conversations, inbound, outbox))
+    channels = enabled_channels(
+        ChannelServices(settings, conversations, inbound, outbox, catalogue)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

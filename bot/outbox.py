@@ -127,7 +127,9 @@ class Outbox:
             )
             if delivery is None or identity is None:
                 return 0
-            if identity.opted_out_at is not None and not delivery.ignore_opt_out:
+            if identity.unreachable_at is not None or (
+                identity.opted_out_at is not None and not delivery.ignore_opt_out
+            ):
                 delivery.status = DeliveryStatus.SUPPRESSED
                 delivery.lease_until = None
                 await session.commit()
@@ -135,7 +137,7 @@ class Outbox:
             delivery.attempts += 1
             try:
                 provider_id = await self.senders[delivery.channel].deliver(
-                    delivery.recipient, delivery.body
+                    delivery.recipient, delivery.body, delivery.keyboard
                 )
             except DeliveryError as error:
                 await self._failed(session, delivery, error)
@@ -156,6 +158,14 @@ class Outbox:
             delivery.status = DeliveryStatus.FAILED
             await opt_out(session, delivery.identity_id, delivery.channel, f"error {error.code}")
             logger.info("recipient %s unsubscribed at the provider", mask(delivery.recipient))
+        elif error.unreachable:
+            delivery.status = DeliveryStatus.FAILED
+            await session.execute(
+                update(ChannelIdentity)
+                .where(ChannelIdentity.id == delivery.identity_id)
+                .values(unreachable_at=utcnow())
+            )
+            logger.info("recipient %s unreachable, not retried", mask(delivery.recipient))
         elif error.retriable and delivery.attempts < self.max_attempts:
             delivery.status = DeliveryStatus.QUEUED
             delivery.next_attempt_at = utcnow() + backoff(

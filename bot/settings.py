@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Self
@@ -11,6 +12,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "secret", "dev-action-token"})
 
 
@@ -71,6 +73,17 @@ class Settings(BaseSettings):
     # How often the background worker sweeps the outbox and stalled conversations.
     worker_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
 
+    # --- Telegram (python-telegram-bot): enabled when the bot token is set ------------
+    telegram_bot_token: SecretStr | None = None
+    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; 1-256 of A-Z a-z 0-9 _ -.
+    telegram_webhook_secret: SecretStr | None = None
+    # Overrides Telegram's API host (PTB's base_url; tests talk to a loopback double).
+    telegram_api_base_url: AnyHttpUrl | None = None
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None
+
     @property
     def twilio_enabled(self) -> bool:
         return bool(
@@ -89,6 +102,12 @@ class Settings(BaseSettings):
                     or value.get_secret_value().startswith("dev-")
                 ):
                     raise ValueError(f"{name.upper()} must be set to a real secret in production")
+        if self.telegram_enabled:
+            secret = self.telegram_webhook_secret
+            if secret is None or not TELEGRAM_SECRET.fullmatch(secret.get_secret_value()):
+                raise ValueError(
+                    "TELEGRAM_WEBHOOK_SECRET is required with Telegram: 1-256 of A-Z a-z 0-9 _ -"
+                )
         if self.twilio_enabled and self.public_base_url is None:
             raise ValueError("PUBLIC_BASE_URL is required with Twilio: signatures are over it")
         return self

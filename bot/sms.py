@@ -109,7 +109,9 @@ class SmsTurns:
         citizen = await session.get(Citizen, conversation.citizen_id)
         assert identity is not None and citizen is not None
         language = citizen.language or self.settings.default_language
-        participant = Participant(citizen.id, identity.id, conversation.id, language)
+        participant = Participant(
+            citizen.id, identity.id, conversation.id, language, conversation.rasa_sender
+        )
         return Exchange(session, message, participant, identity, conversation, localizer(language))
 
     async def _turn(self, exchange: Exchange) -> Turn:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.inbound import InboundWorker
     from bot.outbox import Outbox
     from bot.settings import Settings
+    from service_connectors.catalogue import Catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class ChannelServices:
     conversations: ConversationService
     inbound: InboundWorker  # background, ordered processing (webhook channels)
     outbox: Outbox  # provider deliveries with retries (register an OutputChannel)
+    catalogue: Catalogue  # the services (a messenger location may answer a location field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +83,19 @@ class DeliveryError(Exception):
     """A provider refused or failed a send; says whether trying again can help."""
 
     def __init__(
-        self, message: str, *, retriable: bool, code: str | None = None, opted_out: bool = False
+        self,
+        message: str,
+        *,
+        retriable: bool,
+        code: str | None = None,
+        opted_out: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.retriable = retriable
         self.code = code
         self.opted_out = opted_out  # the recipient unsubscribed at the provider
+        self.unreachable = unreachable  # e.g. blocked the bot: stop until they write again
 
 
 class OutputChannel(abc.ABC):
@@ -104,17 +113,46 @@ class OutputChannel(abc.ABC):
         """Close what :meth:`initialize` opened."""
 
     @final
-    async def deliver(self, recipient: str, body: str) -> str:
-        """Send ``body``; the provider's message id. Raises :class:`DeliveryError` only."""
+    async def deliver(
+        self, recipient: str, body: str, keyboard: Mapping[str, Any] | None = None
+    ) -> str:
+        """Send ``body`` (with ``keyboard`` where the channel has keyboards, see
+        :func:`inline_keyboard`); the provider's message id. Raises :class:`DeliveryError`
+        only."""
         try:
-            return await self._deliver(recipient, body)
+            return await self._deliver(recipient, body, keyboard)
         except DeliveryError:
             raise
         except Exception as exc:  # an unknown failure of the provider client: retry later
             raise DeliveryError(type(exc).__name__, retriable=True) from exc
 
     @abc.abstractmethod
-    async def _deliver(self, recipient: str, body: str) -> str: ...
+    async def _deliver(
+        self, recipient: str, body: str, keyboard: Mapping[str, Any] | None
+    ) -> str: ...
+
+
+class MessengerOutput(OutputChannel):
+    """An output channel with keyboards: a pressed option is acknowledged, and the
+    keyboard of an answered question is taken away so it cannot be pressed again."""
+
+    @abc.abstractmethod
+    async def answer_choice(self, choice_id: str, notice: str | None = None) -> None:
+        """Acknowledge a pressed option (stops the client's spinner), with a short notice."""
+
+    @abc.abstractmethod
+    async def close_keyboard(self, message_id: str) -> None:
+        """Remove the options from a message already sent (its provider id)."""
+
+
+def inline_keyboard(message: OutgoingMessage) -> dict[str, Any] | None:
+    """The stored form of a message's options: titles, answered with their number."""
+    return {"inline": [b.title for b in message.buttons]} if message.buttons else None
+
+
+def contact_keyboard(label: str) -> dict[str, Any]:
+    """A button asking the messenger to share the user's own phone number."""
+    return {"contact": label}
 
 
 class Channel(abc.ABC):

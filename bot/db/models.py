@@ -58,6 +58,9 @@ class ChannelIdentity(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set by STOP (or a provider's "unsubscribed" error): nothing more is sent until START.
     opted_out_at: Mapped[datetime | None] = mapped_column()
+    # Set when the provider says the citizen cannot be reached (a Telegram user who blocked
+    # the bot); cleared when they write again. Nothing is sent meanwhile.
+    unreachable_at: Mapped[datetime | None] = mapped_column()
 
     citizen: Mapped[Citizen] = relationship(back_populates="identities")
 
@@ -96,6 +99,14 @@ class Conversation(Base):
     pending_pages: Mapped[list[str] | None] = mapped_column(JSON)
     # When the sender was last told they are sending too fast (told once per window).
     rate_notice_at: Mapped[datetime | None] = mapped_column()
+    # The Rasa sender id this conversation speaks as: its own id, or, once the citizen
+    # linked this device to another one, that conversation's, so one dialogue (an open
+    # form included) continues on whichever device the citizen writes from.
+    dialogue_id: Mapped[str | None] = mapped_column(String(32))
+
+    @property
+    def rasa_sender(self) -> str:
+        return self.dialogue_id or self.id
 
     identity: Mapped[ChannelIdentity] = relationship()
 
@@ -123,6 +134,9 @@ class Message(Base):
     media_count: Mapped[int] = mapped_column(default=0)
     # Inbound messages processed in the background (SMS): set once answered or dropped.
     processed_at: Mapped[datetime | None] = mapped_column()
+    # What a channel needs to process the message beyond its text (Telegram: the kind of
+    # message, the callback query to answer, a shared contact or location).
+    provider_data: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -157,6 +171,10 @@ class Delivery(Base):
     segments: Mapped[int] = mapped_column(default=1)
     # Compliance replies (the STOP confirmation) go out even to an opted-out number.
     ignore_opt_out: Mapped[bool] = mapped_column(default=False)
+    # A keyboard to show with the text on channels that have them (Telegram): the
+    # ``inline`` options, or a ``contact`` request button. Removed once answered.
+    keyboard: Mapped[dict[str, Any] | None] = mapped_column()
+    keyboard_closed: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
     provider_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(16))
@@ -165,6 +183,36 @@ class Delivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LinkCode(Base):
+    """A one-time code joining another device to a citizen (and to their dialogue).
+
+    Only a hash is stored; a code expires after minutes and is used at most once.
+    """
+
+    __tablename__ = "link_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    used_by: Mapped[str | None] = mapped_column(ForeignKey("channel_identities.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LinkAttempt(Base):
+    """A code typed on a device, kept to limit guessing per identity."""
+
+    __tablename__ = "link_attempts"
+    __table_args__ = (Index("ix_link_attempts_identity_created", "identity_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"))
+    succeeded: Mapped[bool] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApplicationDraft(Base):

@@ -11,6 +11,7 @@ Outbound: the outbox calls :class:`TwilioSender`; ``StatusCallback`` reports lan
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -72,7 +73,9 @@ class TwilioSender(OutputChannel):
         if self._http is not None:
             await self._http.close()
 
-    async def _deliver(self, recipient: str, body: str) -> str:
+    async def _deliver(
+        self, recipient: str, body: str, keyboard: Mapping[str, Any] | None = None
+    ) -> str:
         assert self._client is not None, "initialize() first"
         sender: dict[str, Any] = (
             {"messaging_service_sid": self.settings.twilio_messaging_service_sid}

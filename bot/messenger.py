@@ -1,0 +1,247 @@
+"""One messenger turn (Telegram): options as keyboards, pressed options acknowledged and
+answered keyboards removed, shared contacts and locations, blocked users left alone.
+
+Runs in the background like an SMS turn (see :mod:`bot.inbound`): the webhook has stored
+the update and answered Telegram already.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actions.application import current_field
+from bot.conversation import Accepted, Participant
+from bot.db.models import (
+    ApplicationDraft,
+    ChannelIdentity,
+    Citizen,
+    Conversation,
+    Delivery,
+    Message,
+    utcnow,
+)
+from bot.i18n import N_, Localizer, localizer
+from bot.linking import link_phone
+from bot.outbox import Outbox
+from bot.privacy import mask
+from bot.sms import MEDIA_ONLY
+from channels.base import (
+    Button,
+    MessengerOutput,
+    OutgoingMessage,
+    contact_keyboard,
+    inline_keyboard,
+)
+from channels.sms.phone import InvalidPhoneNumberError, to_e164
+from channels.telegram.text import split_text
+
+if TYPE_CHECKING:
+    from channels.base import ChannelServices
+
+logger = logging.getLogger(__name__)
+
+ALREADY_ANSWERED = N_("This question was already answered.")
+EDITED = N_("I only read new messages. Please send the correction as a new message.")
+SHARE_PHONE = N_("Share my phone number")
+SHARE_PHONE_OFFER = N_(
+    "Applied by SMS before? Share your phone number to follow those applications here too."
+)
+NOT_OWN_CONTACT = N_("Please share your own phone number, with the button below.")
+PHONE_LINKED = N_("Thank you. Applications made by SMS from this number are shown here too.")
+PHONE_UNUSABLE = N_("I cannot use this phone number.")
+LOCATION_UNUSED = N_("Thank you. I use a location when I ask where something is.")
+LOCATION_FIELDS = frozenset({"location"})
+
+
+@dataclass
+class Reply:
+    text: str
+    keyboard: dict[str, Any] | None = None
+    buttons: tuple[Button, ...] = ()  # kept in the transcript: a pressed number picks one
+
+
+@dataclass
+class Effects:
+    """Provider calls made after the turn is committed."""
+
+    answer: tuple[str, str | None] | None = None  # callback query id, notice
+    close: str | None = None  # provider id of a message whose keyboard goes away
+    deliveries: list[int] = field(default_factory=list)
+
+
+class MessengerTurns:
+    def __init__(self, services: ChannelServices, channel: str, sender: MessengerOutput) -> None:
+        self.settings = services.settings
+        self.conversations = services.conversations
+        self.sessions = services.conversations.sessions
+        self.catalogue = services.catalogue
+        self.outbox = services.outbox
+        self.channel = channel
+        self.sender = sender
+
+    async def handle(self, message: Message) -> None:
+        effects = Effects()
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, message.conversation_id)
+            assert conversation is not None
+            identity = await session.get(ChannelIdentity, conversation.identity_id)
+            citizen = await session.get(Citizen, conversation.citizen_id)
+            assert identity is not None and citizen is not None
+            language = citizen.language or self.settings.default_language
+            participant = Participant(
+                citizen.id, identity.id, conversation.id, language, conversation.rasa_sender
+            )
+            words = localizer(language)
+            data = message.provider_data or {}
+            kind = str(data.get("kind", "text"))
+            identity.unreachable_at = utcnow() if kind == "blocked" else None
+            replies = await self._before_dialogue(session, message, data, effects, words)
+            if replies is None:
+                await session.commit()  # release the database while the engine thinks
+                replies = await self._replies(session, participant, conversation, message, words)
+            await self._finish(session, participant, identity, message, replies, effects)
+            await session.commit()
+        if effects.answer is not None:
+            await self.sender.answer_choice(*effects.answer)
+        if effects.close is not None:
+            await self.sender.close_keyboard(effects.close)
+        for delivery_id in effects.deliveries:
+            await self.outbox.send_claimed(delivery_id)
+
+    async def _before_dialogue(
+        self,
+        session: AsyncSession,
+        message: Message,
+        data: dict[str, Any],
+        effects: Effects,
+        words: Localizer,
+    ) -> list[Reply] | None:
+        """Keyboards and stale presses; ``[]`` or replies to end the turn here, None to
+        go on to the dialogue."""
+        kind = data.get("kind", "text")
+        if kind in ("blocked", "unblocked"):
+            return []
+        open_keyboard = await session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.conversation_id == message.conversation_id,
+                Delivery.keyboard.is_not(None),
+                Delivery.provider_id.is_not(None),
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+        if open_keyboard is not None and open_keyboard.keyboard_closed:
+            open_keyboard = None
+        if kind == "choice":
+            current = open_keyboard is not None and data.get("menu_message") == (
+                open_keyboard.provider_id
+            )
+            notice = None if current else words.gettext(ALREADY_ANSWERED)
+            effects.answer = (str(data.get("choice_id")), notice)
+            if not current:
+                return []  # a button of an old question: acknowledged, not acted on
+        if open_keyboard is not None and (open_keyboard.keyboard or {}).get("inline"):
+            open_keyboard.keyboard_closed = True  # answered (pressed or typed): take it away
+            effects.close = open_keyboard.provider_id
+        return None
+
+    async def _replies(
+        self,
+        session: AsyncSession,
+        participant: Participant,
+        conversation: Conversation,
+        message: Message,
+        words: Localizer,
+    ) -> list[Reply]:
+        data = message.provider_data or {}
+        kind = data.get("kind", "text")
+        if kind == "edited":
+            return [Reply(words.gettext(EDITED))]
+        if kind == "media":
+            return [Reply(words.gettext(MEDIA_ONLY))]
+        if kind == "contact":
+            return await self._contact(session, conversation, data, words)
+        if kind == "location":
+            if not await self._asks_location(session, participant):
+                return [Reply(words.gettext(LOCATION_UNUSED))]
+            text = f"{float(data['latitude']):.5f}, {float(data['longitude']):.5f}"
+            return self._from_dialogue(await self.conversations.respond(participant, text))
+        if kind == "start":
+            replies = self._from_dialogue(await self.conversations.respond(participant, "hi"))
+            keyboard = contact_keyboard(words.gettext(SHARE_PHONE))
+            return [*replies, Reply(words.gettext(SHARE_PHONE_OFFER), keyboard)]
+        return self._from_dialogue(await self.conversations.respond(participant, message.text))
+
+    @staticmethod
+    def _from_dialogue(messages: list[OutgoingMessage]) -> list[Reply]:
+        return [Reply(m.text, inline_keyboard(m), m.buttons) for m in messages]
+
+    async def _contact(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        data: dict[str, Any],
+        words: Localizer,
+    ) -> list[Reply]:
+        if not data.get("own"):  # someone else's card: proves nothing about the sender
+            logger.warning("refused a contact that is not the sender's own")
+            keyboard = contact_keyboard(words.gettext(SHARE_PHONE))
+            return [Reply(words.gettext(NOT_OWN_CONTACT), keyboard)]
+        try:
+            phone = to_e164(str(data.get("phone", "")), self.settings.default_phone_region)
+        except InvalidPhoneNumberError:
+            return [Reply(words.gettext(PHONE_UNUSABLE))]
+        await link_phone(session, conversation, phone)
+        logger.info("conversation %s linked to phone %s", conversation.id, mask(phone))
+        return [Reply(words.gettext(PHONE_LINKED))]
+
+    async def _asks_location(self, session: AsyncSession, participant: Participant) -> bool:
+        """Whether the open application's next question is a location."""
+        draft = await session.get(ApplicationDraft, participant.rasa_sender)
+        service = self.catalogue.get(draft.service_code) if draft else None
+        if draft is None or service is None:
+            return False
+        asked = current_field(service, draft)
+        return asked is not None and asked.name in LOCATION_FIELDS
+
+    async def _finish(
+        self,
+        session: AsyncSession,
+        participant: Participant,
+        identity: ChannelIdentity,
+        message: Message,
+        replies: list[Reply],
+        effects: Effects,
+    ) -> None:
+        """Transcript, one claimed outbox row per message part (the keyboard on the last
+        part), and "processed", in the caller's transaction."""
+        outgoing = [OutgoingMessage(r.text, r.buttons) for r in replies]
+        accepted = Accepted(participant, message.id)
+        await self.conversations.record_replies(
+            participant, self.channel, outgoing, accepted, session
+        )
+        rows: list[Delivery] = []
+        for reply in replies:
+            parts = split_text(reply.text)
+            for number, part in enumerate(parts, start=1):
+                rows.append(
+                    Outbox.claimed(
+                        Delivery(
+                            conversation_id=participant.conversation_id,
+                            identity_id=identity.id,
+                            channel=self.channel,
+                            recipient=identity.external_id,
+                            body=part,
+                            keyboard=reply.keyboard if number == len(parts) else None,
+                        )
+                    )
+                )
+        session.add_all(rows)
+        await session.flush()
+        effects.deliveries = [row.id for row in rows]

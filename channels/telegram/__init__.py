@@ -1,0 +1,1 @@
+"""Telegram over python-telegram-bot: webhook mode, inline keyboards, contact sharing."""

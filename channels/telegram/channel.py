@@ -1,0 +1,71 @@
+"""The Telegram channel: webhook in (secret-token checked), replies out through PTB."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Annotated, ClassVar
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from telegram import Update
+
+from bot.messenger import MessengerTurns
+from bot.settings import Settings
+from channels.base import Channel
+from channels.telegram.sender import TelegramSender
+from channels.telegram.updates import CHANNEL, incoming_from_update
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
+
+
+class TelegramChannel(Channel):
+    name = CHANNEL
+    redacted_keys: ClassVar[frozenset[str]] = frozenset(
+        {"text", "caption", "contact", "phone_number", "location", "first_name", "last_name",
+         "username", "from", "chat"}
+    )  # fmt: skip
+
+    @classmethod
+    def is_configured(cls, settings: Settings) -> bool:
+        return settings.telegram_enabled
+
+    async def initialize(self) -> None:
+        secret = self.settings.telegram_webhook_secret
+        assert secret is not None  # the settings refuse a token without a secret
+        self.secret = secret.get_secret_value().encode()
+        self.sender = TelegramSender(self.settings)
+        await self.sender.initialize()
+        self.services.outbox.register(self.name, self.sender)
+        turns = MessengerTurns(self.services, self.name, self.sender)
+        self.services.inbound.register(self.name, turns.handle)
+
+    async def shutdown(self) -> None:
+        await self.sender.shutdown()
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("")
+        async def webhook(
+            request: Request,
+            secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
+        ) -> Response:
+            if secret is None or not hmac.compare_digest(secret.encode(), self.secret):
+                logger.warning("refused a Telegram webhook with a wrong secret token")
+                raise HTTPException(403, "invalid secret token")
+            try:
+                update = Update.de_json(json.loads(await request.body()), self.sender.bot)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise HTTPException(400, "not a Telegram update") from exc
+            incoming = incoming_from_update(update) if update is not None else None
+            if incoming is not None:
+                accepted = await self.conversations.accept(incoming)
+                if accepted is not None:
+                    self.services.inbound.schedule(accepted.participant.conversation_id)
+            return Response(status_code=200)
+
+        return router
