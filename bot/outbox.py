@@ -168,9 +168,10 @@ class Outbox:
             logger.info("recipient %s unreachable, not retried", mask(delivery.recipient))
         elif error.retriable and delivery.attempts < self.max_attempts:
             delivery.status = DeliveryStatus.QUEUED
-            delivery.next_attempt_at = utcnow() + backoff(
-                delivery.attempts, self.retry_base_seconds
-            )
+            delay = backoff(delivery.attempts, self.retry_base_seconds)
+            if error.retry_after is not None:  # the provider said when: not sooner
+                delay = max(delay, timedelta(seconds=error.retry_after))
+            delivery.next_attempt_at = utcnow() + delay
             logger.warning("delivery %s failed (%s), will retry", delivery.id, error)
         else:
             delivery.status = DeliveryStatus.FAILED

@@ -90,12 +90,14 @@ class DeliveryError(Exception):
         code: str | None = None,
         opted_out: bool = False,
         unreachable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.retriable = retriable
         self.code = code
         self.opted_out = opted_out  # the recipient unsubscribed at the provider
         self.unreachable = unreachable  # e.g. blocked the bot: stop until they write again
+        self.retry_after = retry_after  # seconds the provider asked us to wait (rate limit)
 
 
 class OutputChannel(abc.ABC):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from telegram import (
@@ -22,6 +24,9 @@ from channels.base import DeliveryError, MessengerOutput
 from channels.telegram.text import escape
 
 logger = logging.getLogger(__name__)
+# Opt in to PTB's coming behaviour (time periods as timedelta, e.g. RetryAfter.retry_after);
+# without it PTB warns about its own deprecation each time Telegram asks us to slow down.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 TELEGRAM_API = "https://api.telegram.org"
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
@@ -83,7 +88,9 @@ class TelegramSender(MessengerOutput):
         except Forbidden as exc:  # blocked by the user, or the chat is gone
             raise DeliveryError(str(exc), retriable=False, code="403", unreachable=True) from exc
         except RetryAfter as exc:
-            raise DeliveryError(str(exc), retriable=True, code="429") from exc
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            raise DeliveryError(str(exc), retriable=True, code="429", retry_after=seconds) from exc
         except BadRequest as exc:
             raise DeliveryError(str(exc), retriable=False, code="400") from exc
         return provider_id(recipient, message.message_id)

@@ -118,8 +118,9 @@ def test_a_repeated_update_is_answered_once(
         pytest.param(lambda u: u.send_voice(), "only read text", id="voice"),
         pytest.param(lambda u: u.send_sticker(), "only read text", id="sticker"),
         pytest.param(lambda u: u.edit_text(1, "fixed"), "new message", id="edited"),
-        pytest.param(lambda u: u.send_location(45.4215, -75.6972), "where something is",
-                     id="location, nothing asked"),  # fmt: skip
+        pytest.param(
+            lambda u: u.send_location(45.4215, -75.6972), "where something is", id="location"
+        ),
         pytest.param(lambda u: u.send_text("😀🙏"), "only read words", id="emoji only"),
         pytest.param(lambda u: u.send_text("x" * 5000), "too long", id="5000 characters"),
     ],
@@ -186,11 +187,18 @@ def test_a_user_who_blocked_the_bot_is_not_retried_until_they_write_again(
 def test_a_temporary_failure_is_retried(
     user: TelegramUser, double: tuple[TelegramDouble, ThreadedServer], tmp_path: Path
 ) -> None:
-    double[0].failures.extend([502, 429])
+    double[0].failures.extend([502, 429])  # the double asks to wait 1 s on 429
+    started = time.monotonic()
     user.send_text("hello")
     double[0].wait_for_sent(USER_ID, 1, timeout=15)
+    assert time.monotonic() - started >= 1.0  # not before Telegram's retry_after
     assert len(double[0].calls_of("sendMessage")) == 3
-    assert query(tmp_path, "SELECT status, attempts FROM deliveries") == [("accepted", 3)]
+    deadline = time.monotonic() + 10  # the gateway records the send just after it
+    rows = query(tmp_path, "SELECT status, attempts FROM deliveries")
+    while rows != [("accepted", 3)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rows = query(tmp_path, "SELECT status, attempts FROM deliveries")
+    assert rows == [("accepted", 3)]
 
 
 def test_long_text_is_split_under_the_limit_and_escaped() -> None:

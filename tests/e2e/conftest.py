@@ -11,9 +11,11 @@ import pytest
 
 from bot.devstack import StackConfig, ensure_model, running_stack
 from support.servers import ThreadedServer, free_port, serve
+from support.telegram_double import BOT_TOKEN, TelegramDouble
 from support.twilio_double import TwilioDouble, twilio_settings
 
 PUBLIC_BASE_URL = "https://civicgate.example.org"
+TELEGRAM_SECRET = "e2e-telegram-secret"
 
 
 @pytest.fixture(scope="session")
@@ -24,12 +26,25 @@ def twilio_double() -> Iterator[tuple[TwilioDouble, ThreadedServer]]:
 
 
 @pytest.fixture(scope="session")
+def telegram_double() -> Iterator[tuple[TelegramDouble, ThreadedServer]]:
+    double = TelegramDouble()
+    with serve(double.app()) as server:
+        yield double, server
+
+
+@pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
     twilio_double: tuple[TwilioDouble, ThreadedServer],
+    telegram_double: tuple[TelegramDouble, ThreadedServer],
 ) -> Iterator[StackConfig]:
     data_dir = tmp_path_factory.mktemp("stack")
-    settings = twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL)
+    settings = {
+        **twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL),
+        "telegram_bot_token": BOT_TOKEN,
+        "telegram_webhook_secret": TELEGRAM_SECRET,
+        "telegram_api_base_url": telegram_double[1].url,
+    }
     config = StackConfig(
         gateway_port=free_port(),
         rasa_port=free_port(),

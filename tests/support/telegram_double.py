@@ -154,7 +154,7 @@ class TelegramDouble:
 
     def queue_update(self, update: JSONDict) -> JSONDict:
         """Queue ``update`` for getUpdates (polling mode); gives it an update_id if it has none."""
-        update = {"update_id": next(_UPDATE_IDS), **update}
+        update = {"update_id": update.get("update_id") or next(_UPDATE_IDS), **update}
         with self._lock:
             self._updates.append(update)
         return update
@@ -694,7 +694,7 @@ class TelegramUser:
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers[SECRET_HEADER] = token
-        body = {"update_id": next(_UPDATE_IDS), **update}
+        body = {"update_id": update.get("update_id") or next(_UPDATE_IDS), **update}
         return httpx.post(
             self.gateway_url + WEBHOOK_PATH, content=json.dumps(body), headers=headers, timeout=30
         )
