@@ -236,3 +236,35 @@ def test_polling_forwards_updates_to_the_gateway(
     assert forwarded == 1
     assert "cannot answer right now" in double[0].wait_for_sent(USER_ID, 1)[0]["text"]
     assert double[0].calls_of("deleteWebhook")
+
+
+def test_blocking_and_unblocking_the_bot_is_recorded_without_a_reply(
+    user: TelegramUser, double: tuple[TelegramDouble, ThreadedServer], tmp_path: Path
+) -> None:
+    def member_update(old: str, new: str) -> dict[str, Any]:
+        bot = {"id": 123456, "is_bot": True, "first_name": "CivicGate Test"}
+
+        def member(status: str) -> dict[str, Any]:  # Telegram sends until_date for "kicked"
+            return {
+                "user": bot,
+                "status": status,
+                **({"until_date": 0} if status == "kicked" else {}),
+            }
+
+        return {"my_chat_member": {
+            "chat": user.chat, "from": user.user, "date": int(time.time()),
+            "old_chat_member": member(old), "new_chat_member": member(new),
+        }}  # fmt: skip
+
+    unreachable = "SELECT unreachable_at IS NOT NULL FROM channel_identities"
+    assert user.post_raw(member_update("member", "kicked")).status_code == 200
+    deadline = time.monotonic() + 10
+    while query(tmp_path, unreachable) != [(1,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert query(tmp_path, unreachable) == [(1,)]
+    assert user.post_raw(member_update("kicked", "member")).status_code == 200
+    deadline = time.monotonic() + 10
+    while query(tmp_path, unreachable) != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert query(tmp_path, unreachable) == [(0,)]
+    assert double[0].calls_of("sendMessage") == []

@@ -80,3 +80,18 @@ def test_web_chat_then_telegram_then_sms(
     phone = SmsPhone(stack.gateway_url, PUBLIC_BASE_URL, PHONE, twilio_double[0])
     status = phone.text(f"STATUS {reference.group(1)}")
     assert "Birth certificate" in status and "Received" in status
+
+
+def test_a_pothole_reported_on_telegram_with_a_shared_location(
+    stack: StackConfig, telegram_double: tuple[TelegramDouble, ThreadedServer]
+) -> None:
+    user = TelegramUser(stack.gateway_url, TELEGRAM_SECRET, telegram_double[0], USER_ID + 1)
+    assert "Pothole report" in plain(user.text("i want to report a pothole"))
+    assert "Where is the pothole" in plain(user.wait_replies(1)[0])
+    assert user.send_location(45.42153, -75.69719).status_code == 200
+    size = user.wait_replies(1)[0]
+    assert "How big" in plain(size)
+    assert size["reply_markup"]["inline_keyboard"][0][0]["text"] == "Smaller than a plate"
+    user.press("About a tyre wide")
+    summary = plain(user.wait_replies(1)[0])
+    assert "45.42153, -75.69719" in summary and "About a tyre wide" in summary
