@@ -101,6 +101,7 @@ class StackConfig:
     action_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    backend_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # More settings for the gateway (e.g. TWILIO_* pointing at a loopback double).
     gateway_extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -124,6 +125,7 @@ class StackConfig:
             ACTION_ENDPOINT_TOKEN=self.action_token,
             REFERENCE_BACKEND_URL=self.backend_url,
             REFERENCE_BACKEND_API_KEY=self.backend_api_key,
+            BACKEND_WEBHOOK_SECRET=self.backend_webhook_secret,
         )
         env.update(self.gateway_extra_env)
         return env
@@ -141,6 +143,8 @@ class StackConfig:
         env.update(
             REFERENCE_BACKEND_API_KEY=self.backend_api_key,
             REFERENCE_BACKEND_OPERATOR_TOKEN=self.backend_operator_token,
+            REFERENCE_BACKEND_WEBHOOK_URL=f"{self.gateway_url}/connectors/reference/events",
+            BACKEND_WEBHOOK_SECRET=self.backend_webhook_secret,
         )
         return env
 

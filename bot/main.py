@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,10 +20,13 @@ from bot.db.session import create_engine, session_factory
 from bot.deps import Runtime, RuntimeDep
 from bot.inbound import InboundWorker
 from bot.nlg import load_responses
+from bot.notify import Notifier
 from bot.outbox import Outbox
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import PROJECT_ROOT, Settings, get_settings
 from bot.sms import SmsTurns
+from bot.submissions import SubmissionRetries
+from bot.tracking import StatusTracker
 from channels.base import ChannelServices
 from channels.registry import enabled_channels
 from service_connectors.catalogue import load_catalogue
@@ -32,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 async def background_work(
-    settings: Settings, inbound: InboundWorker, outbox: Outbox, stop: asyncio.Event
+    settings: Settings,
+    stop: asyncio.Event,
+    rounds: list[Callable[[], Awaitable[object]]],
 ) -> None:
     """Retries and leftovers, on every replica: leases keep them from doing work twice.
     Stopped between rounds (never cancelled mid-query), so shutdown leaves no half-work."""
@@ -41,11 +46,11 @@ async def background_work(
             await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
         if stop.is_set():
             return
-        try:
-            await inbound.sweep()
-            await outbox.send_due()
-        except Exception:  # keep the loop alive; the next round tries again
-            logger.exception("background work failed")
+        for work in rounds:
+            try:
+                await work()
+            except Exception:  # keep the loop alive; the next round tries again
+                logger.exception("background work failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,6 +76,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
+    notifier = Notifier(settings, catalogue, outbox)
+    retries = SubmissionRetries(
+        sessions, runtime.connectors, catalogue, notifier, settings.submission_retry_base_seconds
+    )
+    tracker = StatusTracker(settings, sessions, runtime.connectors, notifier)
+    # In this order each round: leftovers of inbound turns, applications to file again,
+    # statuses to poll, then everything queued for sending (notifications included).
+    rounds: list[Callable[[], Awaitable[object]]] = [
+        inbound.sweep,
+        retries.run_due,
+        tracker.poll_due,
+        outbox.send_due,
+    ]
     channels = enabled_channels(
         ChannelServices(settings, conversations, inbound, outbox, catalogue)
     )
@@ -82,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for channel in channels:
             await channel.initialize()
         stop = asyncio.Event()
-        worker = asyncio.create_task(background_work(settings, inbound, outbox, stop))
+        worker = asyncio.create_task(background_work(settings, stop, rounds))
         try:
             yield
         finally:
@@ -99,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="civicgate", lifespan=lifespan)
     app.state.runtime = runtime
     app.include_router(rasa_router)
+    app.include_router(tracker.router(), tags=["connectors"])
     for channel in channels:
         app.include_router(
             channel.router(), prefix=f"/channels/{channel.name}", tags=[channel.name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Self
@@ -72,6 +73,18 @@ class Settings(BaseSettings):
     delivery_retry_base_seconds: Annotated[float, Field(gt=0)] = 5.0
     # How often the background worker sweeps the outbox and stalled conversations.
     worker_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+
+    # --- Applications and notifications -------------------------------------------------
+    # First retry of a submission the backend could not take; doubles up to 10 minutes.
+    submission_retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Polled backends (Open311, REST): how often an open application's status is read.
+    status_poll_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
+    # Shared with the reference backend: its stage webhooks are signed with it (HMAC).
+    backend_webhook_secret: SecretStr | None = None
+    # No proactive message at night, in the citizens' time zone; held ones go out after.
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    timezone: str = "America/Toronto"
 
     # --- Telegram (python-telegram-bot): enabled when the bot token is set ------------
     telegram_bot_token: SecretStr | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,23 +96,65 @@ class SubmissionRejected(ConnectorError):  # noqa: N818 (public API)
         self.field_errors: dict[str, str] = dict(field_errors or {})
 
 
+class CircuitBreaker:
+    """Stops calling a backend that keeps failing, so a dead department is not hammered:
+    after ``threshold`` outages in a row it opens for ``cooldown`` seconds, then lets one
+    call through (half-open); a call the backend answers closes it again. Per process:
+    each replica learns on its own, which is enough to spare the backend."""
+
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold, self.cooldown, self.clock = threshold, cooldown, clock
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if self.is_open:
+            return False
+        self.opened_at = self.clock()  # half-open: this call is the trial, others wait
+        return True
+
+    def record(self, answered: bool) -> None:
+        if answered:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = self.clock()
+
+
 @dataclass
 class ConnectorConfig:
     base_url: str
     api_key: str | None = None
     timeout_seconds: float = 10.0
     options: dict[str, str] = field(default_factory=dict)
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
 
 
 class ServiceConnector(abc.ABC):
     """Files applications with one backend kind and reads their status."""
 
     kind: ClassVar[str]
+    # The backend pushes stage changes to the gateway's signed webhook: no polling needed.
+    pushes_status: ClassVar[bool] = False
 
     def __init__(self, config: ConnectorConfig, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self._client = client
         self._owns_client = client is None
+        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_seconds)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -147,8 +190,22 @@ class ServiceConnector(abc.ABC):
     async def get_status(self, backend_id: str) -> StatusReport:
         return await self._guarded(lambda: self._get_status(backend_id))
 
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise BackendUnavailable("circuit open: the backend failed repeatedly")
+        try:
+            result = await self._mapped(call)
+        except BackendUnavailable:
+            self.breaker.record(answered=False)
+            raise
+        except ConnectorError:
+            self.breaker.record(answered=True)
+            raise
+        self.breaker.record(answered=True)
+        return result
+
     @staticmethod
-    async def _guarded(call: Callable[[], Awaitable[T]]) -> T:
+    async def _mapped(call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except ConnectorError:

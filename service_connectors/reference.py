@@ -65,6 +65,7 @@ class ReferenceConnector(ServiceConnector):
     """The connector for ``connector: reference`` services in the catalogue."""
 
     kind = "reference"
+    pushes_status = True  # signed stage webhooks (REFERENCE_BACKEND_WEBHOOK_URL)
 
     async def _list_services(self) -> list[RemoteService]:
         response = await self.client.get(self._url("services"))

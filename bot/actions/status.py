@@ -261,14 +261,19 @@ async def status_text(
 ) -> str:
     """The stage, what it means and what comes next, refreshed from the backend if it
     answers (the stage stored with the application otherwise)."""
-    stage = application.stage
     connector = connectors.get(application.connector)
     if application.backend_id and connector is not None:
         try:
             report = await connector.get_status(application.backend_id)
-            stage = application.stage = report.stage.value
+            application.stage = report.stage.value
         except ConnectorError as exc:
             logger.warning("status of %s unavailable: %s", application.id, exc)
+    return describe_stage(application, words, catalogue)
+
+
+def describe_stage(application: Application, words: Localizer, catalogue: Catalogue) -> str:
+    """ "Birth certificate BC-7K3Q9P: In review. An officer is checking…" in ``words``."""
+    stage = application.stage
     service = catalogue.get(application.service_code)
     label, meaning = STAGE_TEXTS.get(stage, (stage, ""))
     return (

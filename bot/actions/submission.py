@@ -25,6 +25,7 @@ from service_connectors.catalogue import Service, new_reference
 
 logger = logging.getLogger(__name__)
 PENDING_SUBMISSION = "pending_submission"
+SUBMITTING = "submitting"
 
 
 def _reset_form(ctx: ActionContext) -> None:
@@ -70,7 +71,8 @@ async def submit_application(ctx: ActionContext) -> None:
         return
     except ConnectorError as exc:
         logger.warning("application %s kept for retry: %s", application.id, exc)
-        application.stage = PENDING_SUBMISSION
+        application.stage = PENDING_SUBMISSION  # bot.submissions retries it
+        application.submit_attempts = 1
         await ctx.session.delete(draft)
         _reset_form(ctx)
         ctx.say(

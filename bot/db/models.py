@@ -185,6 +185,18 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class BackendEvent(Base):
+    """A status event a backend pushed to us, kept to refuse replays (its id is unique)."""
+
+    __tablename__ = "backend_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LinkCode(Base):
     """A one-time code joining another device to a citizen (and to their dialogue).
 
@@ -251,6 +263,13 @@ class Application(Base):
     language: Mapped[str] = mapped_column(String(8))
     # "submitting" / "pending_submission" until the backend accepts, then its Stage.
     stage: Mapped[str] = mapped_column(String(32), default="submitting")
+    # Submission retries (an outage never loses an application): attempts so far, when to
+    # try again, and a short lease so that one replica at a time submits it.
+    submit_attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    lease_until: Mapped[datetime | None] = mapped_column()
+    # Polled backends: when the status was last read (open applications only).
+    polled_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

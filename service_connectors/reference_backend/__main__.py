@@ -66,7 +66,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     secrets = resolve_secrets(os.environ, args.dev)
     app = create_app(
-        sqlite_url(args.database), secrets.api_key, secrets.operator_token, args.catalogue
+        sqlite_url(args.database),
+        secrets.api_key,
+        secrets.operator_token,
+        args.catalogue,
+        # Stage changes are pushed to the gateway when both are set.
+        webhook_url=os.environ.get("REFERENCE_BACKEND_WEBHOOK_URL") or None,
+        webhook_secret=os.environ.get("BACKEND_WEBHOOK_SECRET") or None,
     )
     if args.dev and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("development secrets on a non-loopback address (%s)", args.host)

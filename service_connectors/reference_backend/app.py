@@ -23,6 +23,8 @@ def create_app(
     api_key: str,
     operator_token: str,
     catalogue_path: Path | str = DEFAULT_CATALOGUE_PATH,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> FastAPI:
     """The backend app; tables are created at startup (a stand-in needs no migrations)."""
     if not api_key or not operator_token:
@@ -46,6 +48,8 @@ def create_app(
         catalogue=load_catalogue(catalogue_path),
         api_key=api_key,
         operator_token=operator_token,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
     for router in (public, gateway, operator):
         app.include_router(router)

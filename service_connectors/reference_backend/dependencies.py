@@ -23,6 +23,9 @@ class BackendContext:
     catalogue: Catalogue
     api_key: str
     operator_token: str
+    # Where to push stage changes (the gateway), signed with the shared secret.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
 
 async def backend_context(request: Request) -> BackendContext:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+import httpx
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Response, status
 
 from service_connectors.catalogue import Service
 from service_connectors.reference_backend.dependencies import (
@@ -29,6 +34,9 @@ from service_connectors.reference_backend.store import (
     UnknownApplicationError,
 )
 from service_connectors.reference_backend.validation import field_errors
+from service_connectors.webhook_signing import signed_headers
+
+log = logging.getLogger(__name__)
 
 
 class InvalidFormError(Exception):
@@ -118,7 +126,10 @@ def list_applications(
 
 @operator.post("/applications/{reference}/advance")
 def advance_application(
-    reference: str, context: Context, body: AdvanceRequest | None = None
+    reference: str,
+    context: Context,
+    background: BackgroundTasks,
+    body: AdvanceRequest | None = None,
 ) -> ApplicationDetail:
     request = body or AdvanceRequest()
     try:
@@ -127,4 +138,31 @@ def advance_application(
         raise _not_found(reference) from None
     except TransitionRefusedError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return ApplicationDetail.model_validate(application)
+    detail = ApplicationDetail.model_validate(application)
+    if context.webhook_url and context.webhook_secret:
+        background.add_task(push_stage_change, context.webhook_url, context.webhook_secret, detail)
+    return detail
+
+
+def push_stage_change(url: str, secret: str, detail: ApplicationDetail) -> None:
+    """Tell the gateway, signed; a few tries (it also reads status when asked)."""
+    body = json.dumps(
+        {
+            "event_id": uuid.uuid4().hex,
+            "reference": detail.reference,
+            "stage": detail.stage,
+            "updated_at": detail.updated_at.isoformat(),
+            "note": detail.note,
+        }
+    ).encode()
+    for attempt in range(3):
+        try:
+            response = httpx.post(
+                url, content=body, headers=signed_headers(secret, body), timeout=10
+            )
+            if response.status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5 * 2**attempt)
+    log.warning("stage change of %s not delivered to the gateway", detail.reference)

@@ -1,0 +1,162 @@
+"""Proactive messages about an application: one per stage change, to the applicant only.
+
+The message goes to the identity the citizen applied from, or, when that channel cannot
+push (web chat) or may not be used (opted out, unreachable), to another identity linked
+to the same citizen (SMS, Telegram). It is written in the application's language, stored
+in the transcript and queued in the outbox — not sent at night: a delivery due in quiet
+hours waits for the morning. Never to an opted-out number.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actions.status import describe_stage
+from bot.db.models import (
+    Application,
+    ChannelIdentity,
+    Conversation,
+    Delivery,
+    Direction,
+    Message,
+    utcnow,
+)
+from bot.i18n import N_, localizer
+from bot.outbox import Outbox
+from bot.privacy import mask
+from bot.quiet_hours import send_after
+from bot.settings import Settings
+from channels.sms.composer import compose, count_segments
+from service_connectors.catalogue import Catalogue
+
+logger = logging.getLogger(__name__)
+
+STAGE_UPDATE = N_("Update: {status}")
+FILED_LATER = N_(
+    "Your application {provisional} is now with the office. Its reference is {reference}."
+    " Reply STATUS {reference} to follow it."
+)
+REFUSED_LATER = N_(
+    "The office could not accept your application {reference}: the answer for {field}"
+    " is not valid. Reply HELP to talk to a person."
+)
+SMS_MORE = N_("Reply MORE for the rest.")
+
+
+class Notifier:
+    def __init__(self, settings: Settings, catalogue: Catalogue, outbox: Outbox) -> None:
+        self.settings = settings
+        self.catalogue = catalogue
+        self.outbox = outbox
+
+    async def stage_changed(self, session: AsyncSession, application: Application) -> bool:
+        words = localizer(application.language)
+        status = describe_stage(application, words, self.catalogue)
+        return await self.tell(
+            session, application, words.gettext(STAGE_UPDATE).format(status=status)
+        )
+
+    async def filed_later(self, session: AsyncSession, application: Application) -> bool:
+        words = localizer(application.language)
+        text = words.gettext(FILED_LATER).format(
+            provisional=application.provisional_reference, reference=application.reference
+        )
+        return await self.tell(session, application, text)
+
+    async def refused_later(
+        self, session: AsyncSession, application: Application, field_label: str
+    ) -> bool:
+        words = localizer(application.language)
+        text = words.gettext(REFUSED_LATER).format(
+            reference=application.provisional_reference, field=words.gettext(field_label)
+        )
+        return await self.tell(session, application, text)
+
+    async def tell(self, session: AsyncSession, application: Application, text: str) -> bool:
+        """Queue ``text`` for the applicant (in the caller's transaction); False if no
+        channel of theirs may carry it (then it is only in the transcript)."""
+        identity = await self._recipient(session, application)
+        if identity is None:
+            logger.info("application %s: no channel to notify on", application.id)
+            session.add(
+                Message(
+                    conversation_id=application.conversation_id,
+                    direction=Direction.OUTBOUND,
+                    channel="notification",
+                    text=text,
+                )
+            )
+            return False
+        conversation = await self._conversation(session, identity)
+        body = text
+        if identity.channel == "sms":  # GSM-7 where possible; one concatenated message
+            pages = compose([text], self.settings.sms_segment_budget, SMS_MORE)
+            body = pages[0]
+            conversation.pending_pages = pages[1:] or None
+        session.add(
+            Message(
+                conversation_id=conversation.id,
+                direction=Direction.OUTBOUND,
+                channel=identity.channel,
+                text=body,
+            )
+        )
+        due = send_after(
+            utcnow(),
+            self.settings.quiet_hours_start,
+            self.settings.quiet_hours_end,
+            self.settings.timezone,
+        )
+        session.add(
+            Delivery(
+                conversation_id=conversation.id,
+                identity_id=identity.id,
+                channel=identity.channel,
+                recipient=identity.external_id,
+                body=body,
+                segments=count_segments(body).segments if identity.channel == "sms" else 1,
+                next_attempt_at=due,
+            )
+        )
+        logger.info(
+            "application %s: notification queued for %s on %s",
+            application.id,
+            mask(identity.external_id),
+            identity.channel,
+        )
+        return True
+
+    async def _recipient(
+        self, session: AsyncSession, application: Application
+    ) -> ChannelIdentity | None:
+        identities = list(
+            await session.scalars(
+                select(ChannelIdentity)
+                .where(ChannelIdentity.citizen_id == application.citizen_id)
+                .order_by(ChannelIdentity.last_seen_at.desc())
+            )
+        )
+        usable = [
+            i
+            for i in identities
+            if i.channel in self.outbox.senders
+            and i.opted_out_at is None
+            and i.unreachable_at is None
+        ]
+        origin = next((i for i in usable if i.id == application.identity_id), None)
+        return origin or (usable[0] if usable else None)
+
+    async def _conversation(self, session: AsyncSession, identity: ChannelIdentity) -> Conversation:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.identity_id == identity.id)
+        )
+        if conversation is None:  # a number linked from Telegram that never texted us
+            conversation = Conversation(
+                identity_id=identity.id, citizen_id=identity.citizen_id, channel=identity.channel
+            )
+            session.add(conversation)
+            await session.flush()
+        return conversation

@@ -1,0 +1,155 @@
+"""Applications the backend could not take yet: retried until accepted, exactly once.
+
+An application is committed (with its idempotency key) before the first backend call
+(:mod:`bot.actions.submission`). When that call fails, the row waits here as
+``pending_submission``; a row left in ``submitting`` by a crash is picked up too. Each
+retry sends the same idempotency key, so a backend that did receive an earlier attempt
+answers with the same application instead of filing a second one. A short lease per row
+keeps two replicas from submitting it at the same time; the connector's circuit breaker
+keeps a dead backend from being hammered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.actions.submission import PENDING_SUBMISSION, SUBMITTING
+from bot.db.models import Application, utcnow
+from bot.i18n import N_
+from bot.notify import Notifier
+from bot.outbox import backoff
+from service_connectors.base import (
+    ConnectorError,
+    ServiceConnector,
+    Submission,
+    SubmissionRejected,
+)
+from service_connectors.catalogue import Catalogue
+
+logger = logging.getLogger(__name__)
+
+SOME_ANSWER = N_("one of the answers")
+RETURNED = "returned"  # the backend refused a field after the citizen had left the form
+LEASE = timedelta(seconds=60)
+# A row still "submitting" after this long lost its process (a crash mid-call).
+ABANDONED_AFTER = timedelta(minutes=2)
+
+
+class SubmissionRetries:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        connectors: Mapping[str, ServiceConnector],
+        catalogue: Catalogue,
+        notifier: Notifier,
+        retry_base_seconds: float,
+    ) -> None:
+        self.sessions = sessions
+        self.connectors = connectors
+        self.catalogue = catalogue
+        self.notifier = notifier
+        self.retry_base_seconds = retry_base_seconds
+
+    async def run_due(self, limit: int = 20) -> int:
+        """Try the applications whose retry is due; how many the backend accepted."""
+        now = utcnow()
+        due = or_(
+            and_(
+                Application.stage == PENDING_SUBMISSION,
+                or_(Application.next_attempt_at.is_(None), Application.next_attempt_at <= now),
+            ),
+            and_(Application.stage == SUBMITTING, Application.updated_at < now - ABANDONED_AFTER),
+        )
+        free = or_(Application.lease_until.is_(None), Application.lease_until < now)
+        async with self.sessions() as session:
+            ids = list(
+                await session.scalars(
+                    select(Application.id)
+                    .where(due, free)
+                    .order_by(Application.created_at)
+                    .limit(limit)
+                )
+            )
+        accepted = 0
+        for application_id in ids:
+            if await self._claim(application_id):
+                accepted += await self._retry(application_id)
+        return accepted
+
+    async def _claim(self, application_id: str) -> bool:
+        now = utcnow()
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(Application)
+                .where(
+                    Application.id == application_id,
+                    or_(Application.lease_until.is_(None), Application.lease_until < now),
+                )
+                .values(lease_until=now + LEASE)
+            )
+            await session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+    async def _retry(self, application_id: str) -> int:
+        async with self.sessions() as session:
+            application = await session.get(Application, application_id)
+            if application is None or application.stage not in (PENDING_SUBMISSION, SUBMITTING):
+                return 0
+            connector = self.connectors.get(application.connector)
+            application.submit_attempts += 1
+            application.lease_until = None
+            try:
+                if connector is None:
+                    raise ConnectorError(f"connector {application.connector} is not configured")
+                receipt = await connector.submit(
+                    Submission(
+                        service_code=application.service_code,
+                        fields=application.answers,
+                        idempotency_key=application.idempotency_key,
+                        language=application.language,
+                    )
+                )
+            except SubmissionRejected as rejection:
+                await self._refused(session, application, rejection)
+                await session.commit()
+                return 0
+            except ConnectorError as exc:
+                application.stage = PENDING_SUBMISSION
+                delay = backoff(application.submit_attempts, self.retry_base_seconds)
+                application.next_attempt_at = utcnow() + delay
+                logger.warning(
+                    "application %s still not accepted (%s); attempt %d, next in %.0f s",
+                    application.id,
+                    exc,
+                    application.submit_attempts,
+                    delay.total_seconds(),
+                )
+                await session.commit()
+                return 0
+            application.reference = receipt.reference
+            application.backend_id = receipt.backend_id
+            application.stage = receipt.stage.value
+            application.next_attempt_at = None
+            await self.notifier.filed_later(session, application)
+            await session.commit()
+            logger.info(
+                "application %s accepted after %d attempts",
+                application.id,
+                application.submit_attempts,
+            )
+            return 1
+
+    async def _refused(
+        self, session: AsyncSession, application: Application, rejection: SubmissionRejected
+    ) -> None:
+        application.stage = RETURNED
+        service = self.catalogue.get(application.service_code)
+        names = {f.name: f.label for f in service.fields} if service else {}
+        label = next((names[n] for n in rejection.field_errors if n in names), None)
+        logger.warning("application %s refused by the backend: %s", application.id, rejection)
+        await self.notifier.refused_later(session, application, label or SOME_ANSWER)
