@@ -14,6 +14,8 @@ def connector_configs(settings: Settings) -> dict[str, ConnectorConfig]:
             base_url=str(settings.reference_backend_url).rstrip("/"),
             api_key=settings.reference_backend_api_key.get_secret_value(),
             timeout_seconds=settings.connector_timeout_seconds,
+            breaker_threshold=settings.connector_breaker_threshold,
+            breaker_cooldown_seconds=settings.connector_breaker_cooldown_seconds,
         )
     }
 

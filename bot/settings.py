@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     reference_backend_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8100")
     reference_backend_api_key: SecretStr = SecretStr("dev-backend-key")
     connector_timeout_seconds: float = 10.0
+    # A backend failing this many times in a row is left alone for the cooldown.
+    connector_breaker_threshold: Annotated[int, Field(ge=1)] = 5
+    connector_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
     default_language: str = "en"
     supported_languages: tuple[str, ...] = ("en",)
     # Longer messages are stored whole but not sent to the NLU (a polite reply instead).

@@ -67,16 +67,19 @@ class SubmissionRetries:
         )
         free = or_(Application.lease_until.is_(None), Application.lease_until < now)
         async with self.sessions() as session:
-            ids = list(
-                await session.scalars(
-                    select(Application.id)
+            rows = (
+                await session.execute(
+                    select(Application.id, Application.connector)
                     .where(due, free)
                     .order_by(Application.created_at)
                     .limit(limit)
                 )
-            )
+            ).all()
         accepted = 0
-        for application_id in ids:
+        for application_id, kind in rows:
+            connector = self.connectors.get(kind)
+            if connector is not None and connector.breaker.is_open:
+                continue  # the backend is resting: no attempt spent, tried when it reopens
             if await self._claim(application_id):
                 accepted += await self._retry(application_id)
         return accepted

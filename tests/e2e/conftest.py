@@ -44,6 +44,10 @@ def stack(
         "telegram_bot_token": BOT_TOKEN,
         "telegram_webhook_secret": TELEGRAM_SECRET,
         "telegram_api_base_url": telegram_double[1].url,
+        # No quiet hours here (start == end), whatever time of day the suite runs;
+        # tests/bot/test_quiet_hours.py covers them.
+        "quiet_hours_start": "00:00",
+        "quiet_hours_end": "00:00",
     }
     config = StackConfig(
         gateway_port=free_port(),

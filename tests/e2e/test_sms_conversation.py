@@ -43,12 +43,18 @@ def test_birth_certificate_by_sms_with_digits_then_status(
     reference = found.group(1)
 
     assert "Received" in phone.text(f"status {reference}")
+    sent = len(phone.twilio.bodies_to(phone.number))
     httpx.post(
         f"{stack.backend_url}/operator/applications/{reference}/advance",
         json={},
         headers={"X-Operator-Token": stack.backend_operator_token},
     ).raise_for_status()
+    # The backend pushes the change (signed webhook): the citizen is told once, by SMS.
+    update = phone.twilio.wait_for(phone.number, sent + 1)[sent]
+    assert update.startswith(f"Update: Birth certificate {reference}: In review.")
+    assert count_segments(update).encoding == "GSM-7"
     assert "In review" in phone.text(f"STATUS {reference.lower()}")
+    assert len(phone.twilio.bodies_to(phone.number)) == sent + 2  # no second update
 
 
 def test_stop_then_nothing_until_start(

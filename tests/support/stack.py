@@ -50,9 +50,9 @@ def gateway_settings(directory: Path, backend_url: str, **overrides: Any) -> Set
 
 
 @contextmanager
-def gateway(settings: Settings) -> Iterator[ThreadedServer]:
+def gateway(settings: Settings, port: int | None = None) -> Iterator[ThreadedServer]:
     migrate(settings.database_url)
-    with serve(create_app(settings)) as server:
+    with serve(create_app(settings), port) as server:
         yield server
 
 

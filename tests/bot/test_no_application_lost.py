@@ -1,0 +1,191 @@
+"""No application lost, none filed twice: a real gateway and the real reference backend
+behind a front that fails on purpose (down, or accepting and then failing the answer),
+a gateway restarted mid-retry, and the backend's signed stage webhooks (forged,
+replayed, stale refused; a real change told once)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service_connectors.reference_backend import create_app as create_backend
+from service_connectors.webhook_signing import signed_headers
+from support.driver import ActionDriver
+from support.servers import ThreadedServer, free_port, serve
+from support.stack import BACKEND_API_KEY, OPERATOR_TOKEN, advance, gateway, gateway_settings
+from tests.bot.test_application_actions import fill_birth_certificate
+
+WEBHOOK_SECRET = "test-backend-webhook-secret"
+Asgi = Callable[..., Any]
+
+
+class FlakyFront:
+    """In front of the backend: 503 for the next ``down`` submissions, or, for the next
+    ``lose_answers`` ones, the backend files them but the gateway only sees a 503."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app, self.down, self.lose_answers, self.submissions = app, 0, 0, 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Asgi, send: Asgi) -> None:
+        submitting = scope["type"] == "http" and scope["method"] == "POST"
+        if submitting and scope["path"] == "/applications":
+            self.submissions += 1
+            if self.down > 0:
+                self.down -= 1
+                return await _unavailable(send)
+            if self.lose_answers > 0:
+                self.lose_answers -= 1
+
+                async def swallow(_message: dict[str, Any]) -> None:
+                    return None
+
+                await self.app(scope, receive, swallow)
+                return await _unavailable(send)
+        await self.app(scope, receive, send)
+
+
+async def _unavailable(send: Asgi) -> None:
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b"down"})
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def front(tmp_path: Path, gateway_port: int) -> Iterator[tuple[FlakyFront, ThreadedServer]]:
+    backend = create_backend(
+        f"sqlite:///{tmp_path / 'backend.db'}",
+        BACKEND_API_KEY,
+        OPERATOR_TOKEN,
+        webhook_url=f"http://127.0.0.1:{gateway_port}/connectors/reference/events",
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    flaky = FlakyFront(backend)
+    with serve(flaky) as server:
+        yield flaky, server
+
+
+def start_gateway(tmp_path: Path, backend_url: str, port: int) -> Any:
+    settings = gateway_settings(
+        tmp_path,
+        backend_url,
+        submission_retry_base_seconds=0.2,
+        connector_breaker_cooldown_seconds=0.5,
+        worker_interval_seconds=0.2,
+        backend_webhook_secret=WEBHOOK_SECRET,
+    )
+    return gateway(settings, port)
+
+
+def backend_applications(tmp_path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(tmp_path / "backend.db") as db:
+        return db.execute("SELECT reference, idempotency_key FROM applications").fetchall()
+
+
+def gateway_rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def apply(server: ThreadedServer, tmp_path: Path, sender: str) -> str:
+    driver = ActionDriver(server.url, tmp_path / "gateway.db", sender)
+    fill_birth_certificate(driver)
+    return driver.texts("action_submit_application")
+
+
+@pytest.mark.parametrize("failure", ["down", "lose_answers"])
+def test_an_outage_loses_nothing_and_files_each_application_once(
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer], gateway_port: int, failure: str
+) -> None:
+    flaky, backend = front
+    setattr(flaky, failure, 6)  # more failures than the three first attempts
+    with start_gateway(tmp_path, backend.url, gateway_port) as server:
+        replies = [apply(server, tmp_path, f"citizen-{n}") for n in range(3)]
+        assert all("provisional reference" in reply for reply in replies), replies
+        filed_sql = "SELECT id FROM applications WHERE reference IS NOT NULL"
+        wait_until(lambda: len(gateway_rows(tmp_path, filed_sql)) == 3)
+    filed = backend_applications(tmp_path)
+    assert len(filed) == 3  # exactly once each, even when an answer was lost
+    assert len({key for _, key in filed}) == 3
+    rows = gateway_rows(tmp_path, "SELECT reference, stage, submit_attempts FROM applications")
+    assert sorted(r[0] for r in rows) == sorted(r[0] for r in filed)
+    assert {r[1] for r in rows} == {"received"}
+    assert flaky.submissions >= 9  # 6 failures + 3 successes
+    told = gateway_rows(tmp_path, "SELECT text FROM messages WHERE text LIKE '%is now with%'")
+    assert len(told) == 3  # each citizen told its final reference once
+
+
+def test_a_restart_mid_retry_still_files_once(
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer], gateway_port: int
+) -> None:
+    flaky, backend = front
+    flaky.down = 1_000
+    with start_gateway(tmp_path, backend.url, gateway_port) as server:
+        assert "provisional reference" in apply(server, tmp_path, "citizen")
+        wait_until(lambda: flaky.submissions >= 3)
+    assert backend_applications(tmp_path) == []
+    flaky.down = 0
+    with start_gateway(tmp_path, backend.url, gateway_port):
+        wait_until(lambda: len(backend_applications(tmp_path)) == 1)
+        time.sleep(1.0)  # several more worker rounds: nothing is filed again
+    assert len(backend_applications(tmp_path)) == 1
+    assert gateway_rows(tmp_path, "SELECT stage FROM applications") == [("received",)]
+
+
+def test_stage_webhooks_are_signed_fresh_and_taken_once(
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer], gateway_port: int
+) -> None:
+    backend = front[1]
+    with start_gateway(tmp_path, backend.url, gateway_port) as server:
+        reply = apply(server, tmp_path, "citizen")
+        reference = gateway_rows(tmp_path, "SELECT reference FROM applications")[0][0]
+        assert reference in reply
+        url = f"{server.url}/connectors/reference/events"
+
+        def post(event_id: str, stage: str, headers: dict[str, str]) -> int:
+            body = json.dumps({"event_id": event_id, "reference": reference, "stage": stage})
+            sent = httpx.post(url, content=body.encode(), headers=headers)
+            return sent.status_code
+
+        def signed(event_id: str, stage: str, **kw: Any) -> dict[str, str]:
+            body = json.dumps({"event_id": event_id, "reference": reference, "stage": stage})
+            return signed_headers(kw.get("secret", WEBHOOK_SECRET), body.encode(), kw.get("now"))
+
+        assert post("e1", "approved", {}) == 403  # unsigned
+        assert post("e1", "approved", signed("e1", "approved", secret="wrong")) == 403
+        assert post("e1", "approved", signed("e1", "approved", now=time.time() - 900)) == 403
+        assert post("e1", "approved", signed("e1", "in_review")) == 403  # body altered
+        assert gateway_rows(tmp_path, "SELECT stage FROM applications") == [("received",)]
+
+        advance(backend.url, reference)  # the clerk moves it: the backend pushes, signed
+        wait_until(
+            lambda: gateway_rows(tmp_path, "SELECT stage FROM applications") == [("in_review",)]
+        )
+        headers = signed("e2", "approved")
+        assert post("e2", "approved", headers) == 204
+        assert post("e2", "approved", headers) == 409  # a replay within the window
+        updates = gateway_rows(tmp_path, "SELECT text FROM messages WHERE text LIKE 'Update:%'")
+        assert [text for (text,) in updates] == [
+            f"Update: Birth certificate {reference}: In review. An officer is checking your"
+            " application. We will tell you when there is a decision.",
+            f"Update: Birth certificate {reference}: Approved. Your application is approved."
+            " We will tell you when it is ready.",
+        ]
