@@ -10,9 +10,15 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from service_connectors.base import ServiceConnector
+from service_connectors.open311 import Open311Connector
 from service_connectors.reference import ReferenceConnector
+from service_connectors.rest import RestConnector
 
-CONNECTOR_CLASSES: tuple[type[ServiceConnector], ...] = (ReferenceConnector,)
+CONNECTOR_CLASSES: tuple[type[ServiceConnector], ...] = (
+    ReferenceConnector,
+    Open311Connector,
+    RestConnector,
+)
 
 
 def index_by_kind(

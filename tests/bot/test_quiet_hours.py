@@ -42,7 +42,5 @@ def test_quiet_window(local: time, window: tuple[time, time], quiet: bool) -> No
         (datetime(2026, 7, 1, 10, 30, tzinfo=UTC), datetime(2026, 7, 1, 12, 0, tzinfo=UTC)),
     ],
 )
-def test_send_after_holds_night_messages_for_the_morning(
-    now: datetime, expected: datetime
-) -> None:
+def test_send_after_holds_night_messages_for_the_morning(now: datetime, expected: datetime) -> None:
     assert send_after(now, *NIGHT, "America/Toronto") == expected
