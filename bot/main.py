@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from bot.actions.router import router as rasa_router
-from bot.connectors import build_connectors
+from bot.connectors import build_connectors, routed_catalogue
 from bot.conversation import ConversationService
 from bot.db.session import create_engine, session_factory
 from bot.deps import Runtime, RuntimeDep
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rasa_token.get_secret_value() if settings.rasa_token else None,
         settings.rasa_timeout_seconds,
     )
-    catalogue = load_catalogue(settings.catalogue_path)
+    catalogue = routed_catalogue(settings, load_catalogue(settings.catalogue_path))
     runtime = Runtime(
         settings=settings,
         engine=engine,

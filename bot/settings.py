@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     reference_backend_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8100")
     reference_backend_api_key: SecretStr = SecretStr("dev-backend-key")
     connector_timeout_seconds: float = 10.0
+    # Open311 GeoReport v2 (a city's service requests): the services listed go there.
+    open311_base_url: AnyHttpUrl | None = None
+    open311_api_key: SecretStr | None = None
+    open311_jurisdiction_id: str | None = None
+    open311_services: tuple[str, ...] = ("pothole", "streetlight")
+    # Our service code → the city's service_code (JSON in the environment).
+    open311_service_codes: dict[str, str] = Field(default_factory=dict)
+    # Department APIs described in YAML (service_connectors/departments/), no Python.
+    department_specs: tuple[Path, ...] = ()
     # A backend failing this many times in a row is left alone for the cooldown.
     connector_breaker_threshold: Annotated[int, Field(ge=1)] = 5
     connector_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -18,7 +18,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.actions.submission import PENDING_SUBMISSION, SUBMITTING
+from bot.actions.submission import PENDING_SUBMISSION, SUBMITTING, citizen_reference
 from bot.db.models import Application, utcnow
 from bot.i18n import N_
 from bot.notify import Notifier
@@ -134,7 +134,7 @@ class SubmissionRetries:
                 )
                 await session.commit()
                 return 0
-            application.reference = receipt.reference
+            application.reference = citizen_reference(receipt, application)
             application.backend_id = receipt.backend_id
             application.stage = receipt.stage.value
             application.next_attempt_at = None

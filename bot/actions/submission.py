@@ -18,10 +18,11 @@ from bot.i18n import N_
 from service_connectors.base import (
     BackendUnavailable,
     ConnectorError,
+    Receipt,
     Submission,
     SubmissionRejected,
 )
-from service_connectors.catalogue import Service, new_reference
+from service_connectors.catalogue import Service, find_reference, new_reference
 
 logger = logging.getLogger(__name__)
 PENDING_SUBMISSION = "pending_submission"
@@ -86,7 +87,7 @@ async def submit_application(ctx: ActionContext) -> None:
             )
         )
         return
-    application.reference = receipt.reference
+    application.reference = citizen_reference(receipt, application)
     application.backend_id = receipt.backend_id
     application.stage = receipt.stage.value
     await ctx.session.delete(draft)
@@ -99,7 +100,7 @@ async def submit_application(ctx: ActionContext) -> None:
                 " To follow it, reply STATUS {reference}."
             ),
             service=ctx._(service.name),
-            reference=receipt.reference,
+            reference=application.reference,
         )
     )
 
@@ -130,6 +131,17 @@ async def _ask_again(
     ctx.set_slot("field_answer", None)
     ctx.set_slot("confirmation", None)
     ctx.emit(followup("application_form"))
+
+
+def citizen_reference(receipt: Receipt, application: Application) -> str:
+    """The backend's reference when it is one a citizen can type back (``BC-7K3Q9P``);
+    otherwise (an Open311 id like ``638344``) our provisional one stays theirs, and the
+    backend's id is kept as ``backend_id``."""
+    return (
+        receipt.reference
+        if find_reference(receipt.reference)
+        else application.provisional_reference
+    )
 
 
 def draft_names(service: Service) -> set[str]:

@@ -4,6 +4,7 @@ the gateway's SMS channel pointed at a Twilio double in this process."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from bot.devstack import StackConfig, ensure_model, running_stack
 from support.servers import ThreadedServer, free_port, serve
+from support.open311_double import API_KEY as OPEN311_KEY
+from support.open311_double import POTHOLE, STREETLIGHT, Open311Double
 from support.telegram_double import BOT_TOKEN, TelegramDouble
 from support.twilio_double import TwilioDouble, twilio_settings
 
@@ -33,10 +36,18 @@ def telegram_double() -> Iterator[tuple[TelegramDouble, ThreadedServer]]:
 
 
 @pytest.fixture(scope="session")
+def open311_double() -> Iterator[tuple[Open311Double, ThreadedServer]]:
+    double = Open311Double()
+    with serve(double.app()) as server:
+        yield double, server
+
+
+@pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
     twilio_double: tuple[TwilioDouble, ThreadedServer],
     telegram_double: tuple[TelegramDouble, ThreadedServer],
+    open311_double: tuple[Open311Double, ThreadedServer],
 ) -> Iterator[StackConfig]:
     data_dir = tmp_path_factory.mktemp("stack")
     settings = {
@@ -48,6 +59,11 @@ def stack(
         # tests/bot/test_quiet_hours.py covers them.
         "quiet_hours_start": "00:00",
         "quiet_hours_end": "00:00",
+        # Potholes and streetlights go to the city's Open311 endpoint (a double).
+        "open311_base_url": open311_double[1].url,
+        "open311_api_key": OPEN311_KEY,
+        "open311_service_codes": json.dumps({"pothole": POTHOLE, "streetlight": STREETLIGHT}),
+        "status_poll_interval_seconds": 1,
     }
     config = StackConfig(
         gateway_port=free_port(),

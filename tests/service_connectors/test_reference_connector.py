@@ -425,7 +425,7 @@ def test_every_catalogue_connector_kind_is_registered() -> None:
 
 
 def test_an_unknown_kind_is_a_clear_key_error() -> None:
-    with pytest.raises(KeyError, match=r"unknown connector kind 'fax'.*known: reference"):
+    with pytest.raises(KeyError, match=r"unknown connector kind 'fax'.*known: open311, reference, rest"):
         connector_class("fax")
 
 
