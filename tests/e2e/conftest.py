@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.devstack import StackConfig, ensure_model, running_stack
-from support.servers import ThreadedServer, free_port, serve
 from support.open311_double import API_KEY as OPEN311_KEY
 from support.open311_double import POTHOLE, STREETLIGHT, Open311Double
+from support.servers import ThreadedServer, free_port, serve
 from support.telegram_double import BOT_TOKEN, TelegramDouble
 from support.twilio_double import TwilioDouble, twilio_settings
 
