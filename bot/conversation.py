@@ -8,7 +8,7 @@ committed before it is processed, and a provider message id seen before is answe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChannelIdentity, Citizen, Conversation, Direction, Message, utcnow
-from bot.i18n import N_, Localizer, localizer
+from bot.i18n import N_, Localizer, language_name, localizer
+from bot.languages import detect, language_keyword
 from bot.linking import (
     CODE_VALID_FOR,
     Command,
@@ -51,6 +52,7 @@ CODE_INVALID = N_(
 )
 CODE_LOCKED = N_("Too many wrong codes. Please try again in an hour.")
 UNLINKED = N_("This device is no longer linked to your other devices.")
+LANGUAGE_SET = N_("OK, I will write in {language}.")
 NOT_LINKED = N_("This device is not linked to any other device.")
 ENGINE_DOWN_MESSAGE = N_(
     "Sorry, I cannot answer right now. Your message is saved. Please try again in a few minutes."
@@ -70,6 +72,7 @@ class Participant:
     conversation_id: str
     language: str
     dialogue_id: str = ""  # the Rasa sender id (another device's after linking)
+    language_chosen: bool = True  # False while the citizen's language is only the default
 
     @property
     def rasa_sender(self) -> str:
@@ -89,7 +92,8 @@ class ConversationService:
         accepted = await self.accept(incoming)
         if accepted is None:
             return []
-        replies = await self.respond(accepted.participant, incoming.text)
+        hint = incoming.metadata.get("language")
+        replies = await self.respond(accepted.participant, incoming.text, hint)
         await self.record_replies(accepted.participant, incoming.channel, replies, accepted)
         return replies
 
@@ -109,8 +113,27 @@ class ConversationService:
             return None
         return Accepted(participant, message_id)
 
-    async def respond(self, participant: Participant, text: str) -> list[OutgoingMessage]:
-        """The bot's replies to ``text``: a polite answer to odd input, else Rasa's."""
+    async def respond(
+        self, participant: Participant, text: str, language_hint: str | None = None
+    ) -> list[OutgoingMessage]:
+        """The bot's replies to ``text``: a polite answer to odd input, a language
+        switch, a device command, else Rasa's. ``language_hint`` (the browser's or the
+        messenger app's language) is used until the citizen's language is known."""
+        supported = self.settings.supported_languages
+        wanted = language_keyword(text, supported)
+        if wanted is not None:  # "FR", "русский": at any time, even mid-form
+            await self._set_language(participant.citizen_id, wanted)
+            words = localizer(wanted)
+            return [
+                OutgoingMessage(words.gettext(LANGUAGE_SET).format(language=language_name(wanted)))
+            ]
+        if not participant.language_chosen:
+            found = detect(text, supported) or (
+                language_hint if language_hint in supported else None
+            )
+            if found is not None:
+                await self._set_language(participant.citizen_id, found)
+                participant = replace(participant, language=found, language_chosen=True)
         words = localizer(participant.language)
         problem = self._input_problem(text, words)
         if problem is not None:
@@ -126,6 +149,13 @@ class ConversationService:
                 "Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id
             )
             return [OutgoingMessage(words.gettext(ENGINE_DOWN_MESSAGE))]
+
+    async def _set_language(self, citizen_id: str, language: str) -> None:
+        async with self.sessions() as session:
+            await session.execute(
+                update(Citizen).where(Citizen.id == citizen_id).values(language=language)
+            )
+            await session.commit()
 
     async def _device_command(
         self, participant: Participant, command: DeviceCommand, words: Localizer
@@ -224,6 +254,7 @@ class ConversationService:
             conversation.id,
             citizen.language or self.settings.default_language,
             conversation.rasa_sender,
+            citizen.language is not None,
         )
 
     async def _create(self, session: AsyncSession, channel: str, sender: str) -> Participant:
@@ -253,6 +284,7 @@ class ConversationService:
             conversation.id,
             language or self.settings.default_language,
             conversation.id,
+            language is not None,
         )
 
     async def _store_inbound(

@@ -55,5 +55,10 @@ class Localizer:
         return format_currency(amount, currency, locale=self.language)
 
 
+def language_name(code: str) -> str:
+    """ "français", "русский": a language named in itself, for menus and confirmations."""
+    return Locale.parse(code).get_display_name(code) or code
+
+
 def localizer(language: str | None, default: str = "en") -> Localizer:
     return Localizer(language or default)

@@ -94,7 +94,12 @@ class MessengerTurns:
             assert identity is not None and citizen is not None
             language = citizen.language or self.settings.default_language
             participant = Participant(
-                citizen.id, identity.id, conversation.id, language, conversation.rasa_sender
+                citizen.id,
+                identity.id,
+                conversation.id,
+                language,
+                conversation.rasa_sender,
+                citizen.language is not None,
             )
             words = localizer(language)
             data = message.provider_data or {}
@@ -173,10 +178,14 @@ class MessengerTurns:
             text = f"{float(data['latitude']):.5f}, {float(data['longitude']):.5f}"
             return self._from_dialogue(await self.conversations.respond(participant, text))
         if kind == "start":
-            replies = self._from_dialogue(await self.conversations.respond(participant, "hi"))
+            hint = data.get("language_code")
+            replies = self._from_dialogue(await self.conversations.respond(participant, "hi", hint))
             keyboard = contact_keyboard(words.gettext(SHARE_PHONE))
             return [*replies, Reply(words.gettext(SHARE_PHONE_OFFER), keyboard)]
-        return self._from_dialogue(await self.conversations.respond(participant, message.text))
+        hint = data.get("language_code")
+        return self._from_dialogue(
+            await self.conversations.respond(participant, message.text, hint)
+        )
 
     @staticmethod
     def _from_dialogue(messages: list[OutgoingMessage]) -> list[Reply]:

@@ -18,13 +18,14 @@ from bot.actions.status import describe_stage
 from bot.db.models import (
     Application,
     ChannelIdentity,
+    Citizen,
     Conversation,
     Delivery,
     Direction,
     Message,
     utcnow,
 )
-from bot.i18n import N_, localizer
+from bot.i18n import N_, Localizer, localizer
 from bot.outbox import Outbox
 from bot.privacy import mask
 from bot.quiet_hours import send_after
@@ -53,14 +54,14 @@ class Notifier:
         self.outbox = outbox
 
     async def stage_changed(self, session: AsyncSession, application: Application) -> bool:
-        words = localizer(application.language)
+        words = await self._words(session, application)
         status = describe_stage(application, words, self.catalogue)
         return await self.tell(
             session, application, words.gettext(STAGE_UPDATE).format(status=status)
         )
 
     async def filed_later(self, session: AsyncSession, application: Application) -> bool:
-        words = localizer(application.language)
+        words = await self._words(session, application)
         text = words.gettext(FILED_LATER).format(
             provisional=application.provisional_reference, reference=application.reference
         )
@@ -69,11 +70,16 @@ class Notifier:
     async def refused_later(
         self, session: AsyncSession, application: Application, field_label: str
     ) -> bool:
-        words = localizer(application.language)
+        words = await self._words(session, application)
         text = words.gettext(REFUSED_LATER).format(
             reference=application.provisional_reference, field=words.gettext(field_label)
         )
         return await self.tell(session, application, text)
+
+    async def _words(self, session: AsyncSession, application: Application) -> Localizer:
+        """The citizen's language now (they may have switched since applying)."""
+        citizen = await session.get(Citizen, application.citizen_id)
+        return localizer((citizen.language if citizen else None) or application.language)
 
     async def tell(self, session: AsyncSession, application: Application, text: str) -> bool:
         """Queue ``text`` for the applicant (in the caller's transaction); False if no

@@ -110,7 +110,12 @@ class SmsTurns:
         assert identity is not None and citizen is not None
         language = citizen.language or self.settings.default_language
         participant = Participant(
-            citizen.id, identity.id, conversation.id, language, conversation.rasa_sender
+            citizen.id,
+            identity.id,
+            conversation.id,
+            language,
+            conversation.rasa_sender,
+            citizen.language is not None,
         )
         return Exchange(session, message, participant, identity, conversation, localizer(language))
 

@@ -86,11 +86,14 @@ class WebChatChannel(Channel):
 
         @router.post("/messages")
         async def post_message(
-            body: ChatPost, session: Annotated[str | None, Cookie(alias=COOKIE)] = None
+            request: Request,
+            body: ChatPost,
+            session: Annotated[str | None, Cookie(alias=COOKIE)] = None,
         ) -> list[dict[str, Any]]:
             if not session:
                 raise HTTPException(403, "no chat session; reload the page")
-            return await self._exchange(session, body.message)
+            language = self.page_language(request.headers.get("accept-language"))
+            return await self._exchange(session, body.message, language)
 
         @router.websocket("/ws")
         async def websocket(socket: WebSocket) -> None:
@@ -99,20 +102,24 @@ class WebChatChannel(Channel):
                 await socket.close(code=1008)
                 return
             await socket.accept()
+            language = self.page_language(socket.headers.get("accept-language"))
             try:
                 while True:
                     data = await socket.receive_json()
                     text = str(data.get("message", "")) if isinstance(data, dict) else ""
-                    for reply in await self._exchange(session, text):
+                    for reply in await self._exchange(session, text, language):
                         await socket.send_json(reply)
             except WebSocketDisconnect:
                 return
 
         return router
 
-    async def _exchange(self, session: str, text: str) -> list[dict[str, Any]]:
+    async def _exchange(self, session: str, text: str, language: str) -> list[dict[str, Any]]:
+        """One turn; the browser's language counts until the citizen's is known."""
         replies = await self.conversations.handle(
-            IncomingMessage(channel=self.name, sender=session, text=text)
+            IncomingMessage(
+                channel=self.name, sender=session, text=text, metadata={"language": language}
+            )
         )
         return [reply.as_rest_json() for reply in replies]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from babel import Locale
 from sqlalchemy import delete
 
 from bot.actions.context import ActionContext
@@ -10,7 +9,7 @@ from bot.actions.menus import intent_payload, main_menu, service_buttons
 from bot.actions.protocol import active_loop
 from bot.actions.registry import action
 from bot.db.models import ApplicationDraft
-from bot.i18n import N_, localizer
+from bot.i18n import N_, language_name, localizer
 from channels.base import Button
 from service_connectors.answers import match_option
 from service_connectors.catalogue import Service
@@ -117,10 +116,6 @@ async def talk_to_human(ctx: ActionContext) -> None:
     )
 
 
-def _language_name(code: str) -> str:
-    return Locale.parse(code).get_display_name(code) or code
-
-
 @action("action_change_language")
 async def change_language(ctx: ActionContext) -> None:
     supported = list(ctx.settings.supported_languages)
@@ -129,11 +124,11 @@ async def change_language(ctx: ActionContext) -> None:
         ctx.say(
             ctx._(N_("Which language would you like?")),
             [
-                Button(_language_name(code), intent_payload("change_language", language=code))
+                Button(language_name(code), intent_payload("change_language", language=code))
                 for code in supported
             ],
         )
         return
     ctx.citizen.language = wanted
     ctx.words = localizer(wanted)
-    ctx.say(ctx._(N_("OK, I will write in {language}."), language=_language_name(wanted)))
+    ctx.say(ctx._(N_("OK, I will write in {language}."), language=language_name(wanted)))

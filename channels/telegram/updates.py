@@ -75,5 +75,7 @@ def _from_message(message: Message, update: Update) -> IncomingMessage:
         )
     if message.text is not None:
         kind = "start" if message.text.split(maxsplit=1)[:1] == ["/start"] else "text"
-        return _incoming(chat_id, update, message.text, kind=kind)
+        # The app's language: a hint until the citizen's language is known.
+        language = message.from_user.language_code if message.from_user else None
+        return _incoming(chat_id, update, message.text, kind=kind, language_code=language)
     return _incoming(chat_id, update, message.caption or "", kind="media")

@@ -1,0 +1,65 @@
+"""Which language a citizen writes in: keywords that switch it, and a detector for the
+first message.
+
+The detector (lingua, restricted to the supported languages) only decides when the text
+says enough: Cyrillic script, or enough letters and a clear margin. "hi", "ok" or "1"
+never set a language; a citizen stays unset until a message is clear or they choose.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from lingua import Language, LanguageDetector, LanguageDetectorBuilder
+
+# A message that is only one of these words switches the language, at any time.
+KEYWORDS: dict[str, frozenset[str]] = {
+    "en": frozenset({"en", "eng", "english", "anglais", "английский", "angliyskiy"}),
+    "fr": frozenset({"fr", "francais", "french", "французский", "en francais"}),
+    "ru": frozenset({"ru", "rus", "russian", "russe", "русский", "по-русски", "по русски",
+                     "russkiy", "russkij", "po russki", "po-russki"}),
+}  # fmt: skip
+_LINGUA = {"en": Language.ENGLISH, "fr": Language.FRENCH, "ru": Language.RUSSIAN}
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+MIN_LETTERS = 4
+SURE = 0.9  # confidence needed for a short text
+SURE_LONG = 0.7  # enough for three words or more
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")
+
+
+def language_keyword(text: str, supported: tuple[str, ...]) -> str | None:
+    """The language a message like "FR", "français" or "русский" asks for."""
+    folded = _fold(text)
+    # Cyrillic keywords lose nothing in folding except "й" → "и": compare both ways.
+    for code in supported:
+        words = KEYWORDS.get(code, frozenset())
+        if folded in words or folded in {_fold(w) for w in words}:
+            return code
+    return None
+
+
+@lru_cache(maxsize=4)
+def _detector(supported: tuple[str, ...]) -> LanguageDetector:
+    languages = [_LINGUA[code] for code in supported if code in _LINGUA]
+    return LanguageDetectorBuilder.from_languages(*languages).build()
+
+
+def detect(text: str, supported: tuple[str, ...]) -> str | None:
+    """The language of ``text`` when it is clear, else None."""
+    letters = _LETTER.findall(text)
+    if len(letters) < MIN_LETTERS or len(supported) < 2:
+        return None
+    cyrillic = sum(1 for letter in letters if _CYRILLIC.match(letter))
+    if "ru" in supported and cyrillic * 2 > len(letters):
+        return "ru"
+    best = _detector(supported).compute_language_confidence_values(text)[0]
+    code = best.language.iso_code_639_1.name.lower()
+    needed = SURE_LONG if len(text.split()) >= 3 else SURE
+    return code if code in supported and best.value >= needed else None
