@@ -79,6 +79,26 @@ class Participant:
         return self.dialogue_id or self.conversation_id
 
 
+async def load_sender(
+    session: AsyncSession, conversation_id: str, default_language: str
+) -> tuple[Participant, Conversation, ChannelIdentity]:
+    """Who wrote a stored message, loaded once for a background turn (SMS, Telegram)."""
+    conversation = await session.get(Conversation, conversation_id)
+    assert conversation is not None
+    identity = await session.get(ChannelIdentity, conversation.identity_id)
+    citizen = await session.get(Citizen, conversation.citizen_id)
+    assert identity is not None and citizen is not None
+    participant = Participant(
+        citizen.id,
+        identity.id,
+        conversation.id,
+        citizen.language or default_language,
+        conversation.rasa_sender,
+        citizen.language is not None,
+    )
+    return participant, conversation, identity
+
+
 class ConversationService:
     def __init__(
         self, settings: Settings, sessions: async_sessionmaker[AsyncSession], rasa: RasaClient

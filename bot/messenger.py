@@ -15,11 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.application import current_field
-from bot.conversation import Accepted, Participant
+from bot.conversation import Accepted, Participant, load_sender
 from bot.db.models import (
     ApplicationDraft,
     ChannelIdentity,
-    Citizen,
     Conversation,
     Delivery,
     Message,
@@ -87,21 +86,10 @@ class MessengerTurns:
     async def handle(self, message: Message) -> None:
         effects = Effects()
         async with self.sessions() as session:
-            conversation = await session.get(Conversation, message.conversation_id)
-            assert conversation is not None
-            identity = await session.get(ChannelIdentity, conversation.identity_id)
-            citizen = await session.get(Citizen, conversation.citizen_id)
-            assert identity is not None and citizen is not None
-            language = citizen.language or self.settings.default_language
-            participant = Participant(
-                citizen.id,
-                identity.id,
-                conversation.id,
-                language,
-                conversation.rasa_sender,
-                citizen.language is not None,
+            participant, conversation, identity = await load_sender(
+                session, message.conversation_id, self.settings.default_language
             )
-            words = localizer(language)
+            words = localizer(participant.language)
             data = message.provider_data or {}
             kind = str(data.get("kind", "text"))
             identity.unreachable_at = utcnow() if kind == "blocked" else None

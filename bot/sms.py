@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions.menus import main_menu_buttons
 from bot.actions.status import application_by_reference, is_disclosable, status_text
-from bot.conversation import Accepted, ConversationService, Participant
+from bot.conversation import Accepted, ConversationService, Participant, load_sender
 from bot.db.models import (
     ChannelIdentity,
-    Citizen,
     Conversation,
     Delivery,
     Direction,
@@ -103,21 +102,11 @@ class SmsTurns:
             await self.outbox.send_claimed(delivery.id)
 
     async def _exchange(self, session: AsyncSession, message: Message) -> Exchange:
-        conversation = await session.get(Conversation, message.conversation_id)
-        assert conversation is not None
-        identity = await session.get(ChannelIdentity, conversation.identity_id)
-        citizen = await session.get(Citizen, conversation.citizen_id)
-        assert identity is not None and citizen is not None
-        language = citizen.language or self.settings.default_language
-        participant = Participant(
-            citizen.id,
-            identity.id,
-            conversation.id,
-            language,
-            conversation.rasa_sender,
-            citizen.language is not None,
+        participant, conversation, identity = await load_sender(
+            session, message.conversation_id, self.settings.default_language
         )
-        return Exchange(session, message, participant, identity, conversation, localizer(language))
+        words = localizer(participant.language)
+        return Exchange(session, message, participant, identity, conversation, words)
 
     async def _turn(self, exchange: Exchange) -> Turn:
         session, message, words = exchange.session, exchange.message, exchange.words

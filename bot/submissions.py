@@ -18,7 +18,12 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.actions.submission import PENDING_SUBMISSION, SUBMITTING, citizen_reference
+from bot.actions.submission import (
+    PENDING_SUBMISSION,
+    SUBMITTING,
+    citizen_reference,
+    submission_of,
+)
 from bot.db.models import Application, utcnow
 from bot.i18n import N_
 from bot.notify import Notifier
@@ -26,7 +31,6 @@ from bot.outbox import backoff
 from service_connectors.base import (
     ConnectorError,
     ServiceConnector,
-    Submission,
     SubmissionRejected,
 )
 from service_connectors.catalogue import Catalogue
@@ -109,14 +113,7 @@ class SubmissionRetries:
             try:
                 if connector is None:
                     raise ConnectorError(f"connector {application.connector} is not configured")
-                receipt = await connector.submit(
-                    Submission(
-                        service_code=application.service_code,
-                        fields=application.answers,
-                        idempotency_key=application.idempotency_key,
-                        language=application.language,
-                    )
-                )
+                receipt = await connector.submit(submission_of(application))
             except SubmissionRejected as rejection:
                 await self._refused(session, application, rejection)
                 await session.commit()

@@ -59,14 +59,7 @@ async def submit_application(ctx: ActionContext) -> None:
     try:
         if connector is None:
             raise BackendUnavailable(f"connector {service.connector} is not configured")
-        receipt = await connector.submit(
-            Submission(
-                service_code=service.code,
-                fields=application.answers,
-                idempotency_key=application.idempotency_key,
-                language=application.language,
-            )
-        )
+        receipt = await connector.submit(submission_of(application))
     except SubmissionRejected as rejection:
         await _ask_again(ctx, service, application, rejection)
         return
@@ -131,6 +124,16 @@ async def _ask_again(
     ctx.set_slot("field_answer", None)
     ctx.set_slot("confirmation", None)
     ctx.emit(followup("application_form"))
+
+
+def submission_of(application: Application) -> Submission:
+    """What the backend is sent, the same on every attempt (its idempotency key too)."""
+    return Submission(
+        service_code=application.service_code,
+        fields=application.answers,
+        idempotency_key=application.idempotency_key,
+        language=application.language,
+    )
 
 
 def citizen_reference(receipt: Receipt, application: Application) -> str:
