@@ -40,6 +40,9 @@ FILED_LATER = N_(
     "Your application {provisional} is now with the office. Its reference is {reference}."
     " Reply STATUS {reference} to follow it."
 )
+REFUSED_LATER_ANY = N_(
+    "The office could not accept your application {reference}. Reply HELP to talk to a person."
+)
 REFUSED_LATER = N_(
     "The office could not accept your application {reference}: the answer for {field}"
     " is not valid. Reply HELP to talk to a person."
@@ -68,11 +71,17 @@ class Notifier:
         return await self.tell(session, application, text)
 
     async def refused_later(
-        self, session: AsyncSession, application: Application, field_label: str
+        self, session: AsyncSession, application: Application, field_label: str | None
     ) -> bool:
+        """The backend refused it after the citizen left: which answer, if it said."""
         words = await self._words(session, application)
-        text = words.gettext(REFUSED_LATER).format(
-            reference=application.provisional_reference, field=words.gettext(field_label)
+        reference = application.provisional_reference
+        text = (
+            words.gettext(REFUSED_LATER).format(
+                reference=reference, field=words.gettext(field_label)
+            )
+            if field_label
+            else words.gettext(REFUSED_LATER_ANY).format(reference=reference)
         )
         return await self.tell(session, application, text)
 

@@ -25,7 +25,6 @@ from bot.actions.submission import (
     submission_of,
 )
 from bot.db.models import Application, utcnow
-from bot.i18n import N_
 from bot.notify import Notifier
 from bot.outbox import backoff
 from service_connectors.base import (
@@ -37,7 +36,6 @@ from service_connectors.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 
-SOME_ANSWER = N_("one of the answers")
 RETURNED = "returned"  # the backend refused a field after the citizen had left the form
 LEASE = timedelta(seconds=60)
 # A row still "submitting" after this long lost its process (a crash mid-call).
@@ -152,4 +150,4 @@ class SubmissionRetries:
         names = {f.name: f.label for f in service.fields} if service else {}
         label = next((names[n] for n in rejection.field_errors if n in names), None)
         logger.warning("application %s refused by the backend: %s", application.id, rejection)
-        await self.notifier.refused_later(session, application, label or SOME_ANSWER)
+        await self.notifier.refused_later(session, application, label)

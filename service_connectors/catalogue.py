@@ -140,13 +140,17 @@ REFERENCE_PATTERN = re.compile(
 )
 
 
+# Typed on a Cyrillic keyboard, "BC-7K3Q9P" may come as "ВС-7К3Q9Р": same-looking letters.
+_CYRILLIC_LOOKALIKES = str.maketrans("АВЕКМНОРСТХаеорсху", "ABEKMHOPCTXaeopcxy")
+
+
 def find_reference(text: str) -> str | None:
     """The first reference in ``text``, normalised to ``XX-XXXXXX``.
 
     Tolerant of case and of a missing dash; without the dash the body must hold a digit,
     so that ordinary words ("my street", "standard") are not taken for references.
     """
-    for match in REFERENCE_PATTERN.finditer(text):
+    for match in REFERENCE_PATTERN.finditer(text.translate(_CYRILLIC_LOOKALIKES)):
         letters, separator, body = match.groups()
         if "-" in separator or any(ch.isdigit() for ch in body):
             return f"{letters.upper()}-{body.upper()}"

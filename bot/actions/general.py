@@ -119,7 +119,8 @@ async def talk_to_human(ctx: ActionContext) -> None:
 @action("action_change_language")
 async def change_language(ctx: ActionContext) -> None:
     supported = list(ctx.settings.supported_languages)
-    wanted = next((code for code in ctx.entities("language") if code in supported), None)
+    codes = (code.casefold() for code in ctx.entities("language"))  # "RU" as typed
+    wanted = next((code for code in codes if code in supported), None)
     if wanted is None:
         ctx.say(
             ctx._(N_("Which language would you like?")),

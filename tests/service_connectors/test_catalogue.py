@@ -188,6 +188,8 @@ def test_default_path_is_the_packaged_file() -> None:
         ("status of pp-kqxmpz please", "PP-KQXMPZ"),  # with a dash, no digit needed
         ("my ref is Sl-23456z, thanks", "SL-23456Z"),
         ("first ph-22222a then ac-33333b", "PH-22222A"),
+        ("статус ВС-7К3Q9Р", "BC-7K3Q9P"),  # typed on a Cyrillic keyboard (look-alikes)
+        ("мой номер РН-22222А", "PH-22222A"),
     ],
 )
 def test_find_reference_accepts(text: str, expected: str) -> None:
