@@ -28,7 +28,7 @@ from bot.settings import PROJECT_ROOT
 RASA_VENV = Path(os.environ.get("RASA_VENV", PROJECT_ROOT / ".venv-rasa"))
 MODELS_DIR = PROJECT_ROOT / "models"
 VAR_DIR = PROJECT_ROOT / "var"
-TRAINING_INPUTS = ("config.yml", "bot/domain.yml", "bot/data", "intents/en")
+TRAINING_INPUTS = ("config.yml", "bot/domain.yml", "bot/data", "intents")
 
 
 def training_files() -> list[Path]:
@@ -82,7 +82,7 @@ def ensure_model() -> Path:
             "bot/domain.yml",
             "--data",
             "bot/data",
-            "intents/en",
+            "intents",
             "--out",
             str(MODELS_DIR),
             "--fixed-model-name",

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     connector_breaker_threshold: Annotated[int, Field(ge=1)] = 5
     connector_breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
     default_language: str = "en"
-    supported_languages: tuple[str, ...] = ("en",)
+    supported_languages: tuple[str, ...] = ("en", "fr", "ru")
     # Longer messages are stored whole but not sent to the NLU (a polite reply instead).
     max_message_chars: Annotated[int, Field(ge=16)] = 1000
     # Wrong second-factor answers allowed per application and identity, per day.
