@@ -189,3 +189,57 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
             f"Update: Birth certificate {reference}: Approved. Your application is approved."
             " We will tell you when it is ready.",
         ]
+
+
+def test_a_night_update_waits_for_the_morning_then_goes_once(
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer], gateway_port: int
+) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from support.twilio_double import TwilioDouble, twilio_settings
+
+    twilio = TwilioDouble()
+    local = datetime.now(ZoneInfo("America/Toronto"))
+    quiet = {  # quiet hours around "now", whatever time the suite runs
+        "quiet_hours_start": (local - timedelta(hours=1)).time().replace(second=0, microsecond=0),
+        "quiet_hours_end": (local + timedelta(hours=1)).time().replace(second=0, microsecond=0),
+    }
+    with serve(twilio.app()) as double:
+        settings = gateway_settings(
+            tmp_path,
+            front[1].url,
+            backend_webhook_secret=WEBHOOK_SECRET,
+            **twilio_settings(double.url, "https://sms.example.org"),
+            **quiet,
+        )
+        with gateway(settings, gateway_port) as server:
+            apply(server, tmp_path, "citizen")
+            [(reference, citizen)] = gateway_rows(
+                tmp_path, "SELECT reference, citizen_id FROM applications"
+            )
+            with sqlite3.connect(tmp_path / "gateway.db") as db:  # the citizen's linked phone
+                db.execute(
+                    "INSERT INTO channel_identities (id, citizen_id, channel, external_id,"
+                    " created_at, last_seen_at) VALUES ('phone1', ?, 'sms', '+15145550111',"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                    (citizen,),
+                )
+            advance(front[1].url, reference)
+            wait_until(lambda: len(gateway_rows(tmp_path, "SELECT id FROM deliveries")) == 1)
+            [(due, status)] = gateway_rows(
+                tmp_path, "SELECT next_attempt_at, status FROM deliveries"
+            )
+            morning = datetime.fromisoformat(due).replace(tzinfo=ZoneInfo("UTC"))
+            assert status == "queued"
+            assert (
+                morning.astimezone(ZoneInfo("America/Toronto")).time() == quiet["quiet_hours_end"]
+            )
+            time.sleep(1.0)  # several worker rounds: held
+            assert twilio.bodies_to("+15145550111") == []
+            with sqlite3.connect(tmp_path / "gateway.db") as db:  # the morning comes
+                db.execute("UPDATE deliveries SET next_attempt_at = '2020-01-01 00:00:00'")
+            [update] = twilio.wait_for("+15145550111", 1)
+            assert update.startswith(f"Update: Birth certificate {reference}: In review.")
+            time.sleep(0.6)
+            assert len(twilio.bodies_to("+15145550111")) == 1
