@@ -12,16 +12,18 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from lingua import Language, LanguageDetector, LanguageDetectorBuilder
+from babel import Locale
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
-# A message that is only one of these words switches the language, at any time.
+# A message that is only one of these words switches the language, at any time. Every
+# supported language also answers to its code and its name in English and in itself
+# (from Babel), so a new language needs no entry here.
 KEYWORDS: dict[str, frozenset[str]] = {
     "en": frozenset({"en", "eng", "english", "anglais", "английский", "angliyskiy"}),
     "fr": frozenset({"fr", "francais", "french", "французский", "en francais"}),
     "ru": frozenset({"ru", "rus", "russian", "russe", "русский", "по-русски", "по русски",
                      "russkiy", "russkij", "po russki", "po-russki"}),
 }  # fmt: skip
-_LINGUA = {"en": Language.ENGLISH, "fr": Language.FRENCH, "ru": Language.RUSSIAN}
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 MIN_LETTERS = 4
@@ -37,17 +39,23 @@ def _fold(text: str) -> str:
 def language_keyword(text: str, supported: tuple[str, ...]) -> str | None:
     """The language a message like "FR", "français" or "русский" asks for."""
     folded = _fold(text)
-    # Cyrillic keywords lose nothing in folding except "й" → "и": compare both ways.
     for code in supported:
-        words = KEYWORDS.get(code, frozenset())
-        if folded in words or folded in {_fold(w) for w in words}:
+        if folded in {_fold(word) for word in _keywords(code)}:
             return code
     return None
 
 
+@lru_cache(maxsize=16)
+def _keywords(code: str) -> frozenset[str]:
+    locale = Locale.parse(code)
+    names = {code, locale.get_display_name("en") or code, locale.get_display_name(code) or code}
+    return KEYWORDS.get(code, frozenset()) | {name.casefold() for name in names}
+
+
 @lru_cache(maxsize=4)
 def _detector(supported: tuple[str, ...]) -> LanguageDetector:
-    languages = [_LINGUA[code] for code in supported if code in _LINGUA]
+    """Only the supported languages: a fourth one needs no code here."""
+    languages = [Language.from_iso_code_639_1(IsoCode639_1.from_str(code)) for code in supported]
     return LanguageDetectorBuilder.from_languages(*languages).build()
 
 

@@ -42,6 +42,12 @@ def test_language_keywords(text: str, expected: str | None) -> None:
     assert language_keyword(text, ALL) == expected
 
 
+def test_a_new_language_needs_no_code() -> None:
+    assert language_keyword("Deutsch", ("en", "de")) == "de"  # its name, from Babel
+    assert language_keyword("german", ("en", "de")) == "de"
+    assert detect("ich brauche einen neuen Reisepass", ("en", "de")) == "de"
+
+
 def test_an_unsupported_language_is_never_chosen() -> None:
     assert language_keyword("FR", ("en",)) is None
     assert detect("je veux un passeport", ("en",)) is None
