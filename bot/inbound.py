@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db.leases import take_lease
 from bot.db.models import Conversation, Direction, Message, utcnow
 
 logger = logging.getLogger(__name__)
@@ -120,15 +121,10 @@ class InboundWorker:
         """Take the conversation's lease if it is free; and its oldest waiting message."""
         now = utcnow()
         async with self.sessions() as session:
-            result = await session.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == conversation_id,
-                    or_(Conversation.lease_until.is_(None), Conversation.lease_until < now),
-                )
-                .values(lease_owner=self.owner, lease_until=now + self.lease)
+            taken = await take_lease(
+                session, Conversation, conversation_id, now, self.lease, lease_owner=self.owner
             )
-            if not getattr(result, "rowcount", 0):
+            if not taken:
                 await session.rollback()
                 return False, None
             message = await session.scalar(self._oldest_waiting(conversation_id))

@@ -26,6 +26,7 @@ KEYWORDS: dict[str, frozenset[str]] = {
 }  # fmt: skip
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+MAX_KEYWORD_CHARS = 32
 MIN_LETTERS = 4
 SURE = 0.9  # confidence needed for a short text
 SURE_LONG = 0.7  # enough for three words or more
@@ -38,18 +39,21 @@ def _fold(text: str) -> str:
 
 def language_keyword(text: str, supported: tuple[str, ...]) -> str | None:
     """The language a message like "FR", "français" or "русский" asks for."""
+    if len(text) > MAX_KEYWORD_CHARS:  # a sentence, not a keyword: no folding needed
+        return None
     folded = _fold(text)
     for code in supported:
-        if folded in {_fold(word) for word in _keywords(code)}:
+        if folded in _keywords(code):
             return code
     return None
 
 
 @lru_cache(maxsize=16)
 def _keywords(code: str) -> frozenset[str]:
+    """The words that choose ``code``, folded once (this runs on every message)."""
     locale = Locale.parse(code)
     names = {code, locale.get_display_name("en") or code, locale.get_display_name(code) or code}
-    return KEYWORDS.get(code, frozenset()) | {name.casefold() for name in names}
+    return frozenset(_fold(word) for word in KEYWORDS.get(code, frozenset()) | names)
 
 
 @lru_cache(maxsize=4)

@@ -30,7 +30,8 @@ from bot.outbox import Outbox
 from bot.privacy import mask
 from bot.quiet_hours import send_after
 from bot.settings import Settings
-from channels.sms.composer import compose, count_segments
+from bot.sms import first_page
+from channels.sms.composer import count_segments
 from service_connectors.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ REFUSED_LATER = N_(
     "The office could not accept your application {reference}: the answer for {field}"
     " is not valid. Reply HELP to talk to a person."
 )
-SMS_MORE = N_("Reply MORE for the rest.")
 
 
 class Notifier:
@@ -60,7 +60,7 @@ class Notifier:
         words = await self._words(session, application)
         status = describe_stage(application, words, self.catalogue)
         return await self.tell(
-            session, application, words.gettext(STAGE_UPDATE).format(status=status)
+            session, application, words.gettext(STAGE_UPDATE).format(status=status), words
         )
 
     async def filed_later(self, session: AsyncSession, application: Application) -> bool:
@@ -68,7 +68,7 @@ class Notifier:
         text = words.gettext(FILED_LATER).format(
             provisional=application.provisional_reference, reference=application.reference
         )
-        return await self.tell(session, application, text)
+        return await self.tell(session, application, text, words)
 
     async def refused_later(
         self, session: AsyncSession, application: Application, field_label: str | None
@@ -83,14 +83,16 @@ class Notifier:
             if field_label
             else words.gettext(REFUSED_LATER_ANY).format(reference=reference)
         )
-        return await self.tell(session, application, text)
+        return await self.tell(session, application, text, words)
 
     async def _words(self, session: AsyncSession, application: Application) -> Localizer:
         """The citizen's language now (they may have switched since applying)."""
         citizen = await session.get(Citizen, application.citizen_id)
         return localizer((citizen.language if citizen else None) or application.language)
 
-    async def tell(self, session: AsyncSession, application: Application, text: str) -> bool:
+    async def tell(
+        self, session: AsyncSession, application: Application, text: str, words: Localizer
+    ) -> bool:
         """Queue ``text`` for the applicant (in the caller's transaction); False if no
         channel of theirs may carry it (then it is only in the transcript)."""
         identity = await self._recipient(session, application)
@@ -107,10 +109,8 @@ class Notifier:
             return False
         conversation = await self._conversation(session, identity)
         body = text
-        if identity.channel == "sms":  # GSM-7 where possible; one concatenated message
-            pages = compose([text], self.settings.sms_segment_budget, SMS_MORE)
-            body = pages[0]
-            conversation.pending_pages = pages[1:] or None
+        if identity.channel == "sms":  # GSM-7 where possible, paged like any SMS reply
+            body = first_page(conversation, [text], self.settings.sms_segment_budget, words)
         session.add(
             Message(
                 conversation_id=conversation.id,

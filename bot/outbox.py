@@ -12,9 +12,10 @@ import logging
 import random
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db.leases import claim, lease_free
 from bot.db.models import ChannelIdentity, ConsentChange, Delivery, DeliveryStatus, utcnow
 from bot.privacy import mask
 from channels.base import DeliveryError, OutputChannel
@@ -95,7 +96,7 @@ class Outbox:
                 Delivery.status == DeliveryStatus.QUEUED,
                 Delivery.next_attempt_at <= now,
                 Delivery.channel.in_(self.senders),
-                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                lease_free(Delivery, now),
             )
             due = list(await session.scalars(query.order_by(Delivery.id).limit(limit)))
         sent = 0
@@ -105,19 +106,8 @@ class Outbox:
         return sent
 
     async def _claim(self, delivery_id: int) -> bool:
-        now = utcnow()
-        async with self.sessions() as session:
-            result = await session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.status == DeliveryStatus.QUEUED,
-                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-                )
-                .values(lease_until=now + CLAIM_LEASE)
-            )
-            await session.commit()
-        return bool(getattr(result, "rowcount", 0))
+        queued = Delivery.status == DeliveryStatus.QUEUED
+        return await claim(self.sessions, Delivery, delivery_id, CLAIM_LEASE, queued)
 
     async def _send(self, delivery_id: int) -> int:
         async with self.sessions() as session:

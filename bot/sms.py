@@ -52,6 +52,14 @@ MORE_PROMPT = N_("Reply MORE for the rest.")
 MEDIA_ONLY = N_("I can only read text messages, not pictures or files. Please write what you need.")
 
 
+def first_page(conversation: Conversation, texts: list[str], budget: int, words: Localizer) -> str:
+    """The first SMS of ``texts`` within the segment budget; the other pages wait on the
+    conversation for MORE."""
+    pages = compose(texts, budget, words.gettext(MORE_PROMPT))
+    conversation.pending_pages = pages[1:] or None
+    return pages[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One inbound SMS with who sent it, loaded once for the whole turn."""
@@ -150,9 +158,8 @@ class SmsTurns:
             return await self._enqueue(exchange, turn.replies[0].text)
         words = exchange.words
         texts = [numbered_menu(reply, words) for reply in turn.replies]
-        pages = compose(texts, self.settings.sms_segment_budget, words.gettext(MORE_PROMPT))
-        exchange.conversation.pending_pages = pages[1:] or None
-        return await self._enqueue(exchange, pages[0], turn.ignore_opt_out)
+        body = first_page(exchange.conversation, texts, self.settings.sms_segment_budget, words)
+        return await self._enqueue(exchange, body, turn.ignore_opt_out)
 
     async def _enqueue(
         self, exchange: Exchange, body: str, ignore_opt_out: bool = False

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions.submission import (
@@ -24,6 +24,7 @@ from bot.actions.submission import (
     citizen_reference,
     submission_of,
 )
+from bot.db.leases import claim, lease_free
 from bot.db.models import Application, utcnow
 from bot.notify import Notifier
 from bot.outbox import backoff
@@ -67,12 +68,11 @@ class SubmissionRetries:
             ),
             and_(Application.stage == SUBMITTING, Application.updated_at < now - ABANDONED_AFTER),
         )
-        free = or_(Application.lease_until.is_(None), Application.lease_until < now)
         async with self.sessions() as session:
             rows = (
                 await session.execute(
                     select(Application.id, Application.connector)
-                    .where(due, free)
+                    .where(due, lease_free(Application, now))
                     .order_by(Application.created_at)
                     .limit(limit)
                 )
@@ -82,23 +82,9 @@ class SubmissionRetries:
             connector = self.connectors.get(kind)
             if connector is not None and connector.breaker.is_open:
                 continue  # the backend is resting: no attempt spent, tried when it reopens
-            if await self._claim(application_id):
+            if await claim(self.sessions, Application, application_id, LEASE):
                 accepted += await self._retry(application_id)
         return accepted
-
-    async def _claim(self, application_id: str) -> bool:
-        now = utcnow()
-        async with self.sessions() as session:
-            result = await session.execute(
-                update(Application)
-                .where(
-                    Application.id == application_id,
-                    or_(Application.lease_until.is_(None), Application.lease_until < now),
-                )
-                .values(lease_until=now + LEASE)
-            )
-            await session.commit()
-        return bool(getattr(result, "rowcount", 0))
 
     async def _retry(self, application_id: str) -> int:
         async with self.sessions() as session:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
@@ -86,7 +86,8 @@ class StatusTracker:
             changed += await self._poll(application.id, application.polled_at, interval)
         return changed
 
-    async def _poll(self, application_id: str, seen: object, interval: timedelta) -> int:
+    async def _poll(self, application_id: str, seen: datetime | None, interval: timedelta) -> int:
+        """Read one status, unless another replica polled it since ``seen``."""
         # Spread the next polls (jitter) so they do not come back all at once.
         stamp = utcnow() - interval * random.uniform(0, 0.2)  # noqa: S311 (not crypto)
         async with self.sessions() as session:

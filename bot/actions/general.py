@@ -8,6 +8,7 @@ from bot.actions.context import ActionContext
 from bot.actions.menus import intent_payload, main_menu, service_buttons
 from bot.actions.protocol import active_loop
 from bot.actions.registry import action
+from bot.conversation import LANGUAGE_SET
 from bot.db.models import ApplicationDraft
 from bot.i18n import N_, language_name, localizer
 from channels.base import Button
@@ -132,4 +133,4 @@ async def change_language(ctx: ActionContext) -> None:
         return
     ctx.citizen.language = wanted
     ctx.words = localizer(wanted)
-    ctx.say(ctx._(N_("OK, I will write in {language}."), language=language_name(wanted)))
+    ctx.say(ctx._(LANGUAGE_SET, language=language_name(wanted)))

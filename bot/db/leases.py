@@ -1,0 +1,52 @@
+"""Short leases on rows (conversations, deliveries, applications), the one way replicas
+share background work: a conditional UPDATE succeeds for exactly one of them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import Application, Conversation, Delivery, utcnow
+
+Leased = type[Conversation] | type[Delivery] | type[Application]
+
+
+def lease_free(model: Leased, now: datetime) -> ColumnElement[bool]:
+    """Nobody holds the row, or their lease ran out (a crashed replica)."""
+    return or_(model.lease_until.is_(None), model.lease_until < now)
+
+
+async def take_lease(
+    session: AsyncSession,
+    model: Leased,
+    row_id: Any,
+    now: datetime,
+    duration: timedelta,
+    *conditions: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """Claim the row for ``duration`` if it is free (and ``conditions`` hold), in the
+    caller's transaction; whether this caller won."""
+    result = await session.execute(
+        update(model)
+        .where(model.id == row_id, lease_free(model, now), *conditions)
+        .values(lease_until=now + duration, **values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def claim(
+    sessions: async_sessionmaker[AsyncSession],
+    model: Leased,
+    row_id: Any,
+    duration: timedelta,
+    *conditions: ColumnElement[bool],
+) -> bool:
+    """:func:`take_lease` in a transaction of its own (claim, then work outside it)."""
+    async with sessions() as session:
+        won = await take_lease(session, model, row_id, utcnow(), duration, *conditions)
+        await session.commit()
+    return won
