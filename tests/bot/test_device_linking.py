@@ -7,12 +7,12 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from bot.linking import Command, DeviceCommand, device_command
+from support.db import query
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings
 
@@ -29,11 +29,6 @@ def say(server: ThreadedServer, sender: str, text: str) -> str:
     )
     assert response.status_code == 200, response.text
     return " ".join(reply["text"] for reply in response.json())
-
-
-def query(tmp_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(sql, args).fetchall()
 
 
 def citizen_of(tmp_path: Path, sender: str) -> str:

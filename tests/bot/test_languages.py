@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from bot.languages import detect, language_keyword
+from support.db import query
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings
 
@@ -69,11 +69,11 @@ def say(server: ThreadedServer, sender: str, text: str) -> str:
 
 
 def languages(tmp_path: Path) -> dict[str, str | None]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        rows = db.execute(
-            "SELECT i.external_id, c.language FROM channel_identities i"
-            " JOIN citizens c ON c.id = i.citizen_id"
-        ).fetchall()
+    rows = query(
+        tmp_path,
+        "SELECT i.external_id, c.language FROM channel_identities i"
+        " JOIN citizens c ON c.id = i.citizen_id",
+    )
     return dict(rows)
 
 

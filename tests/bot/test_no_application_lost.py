@@ -17,6 +17,7 @@ import pytest
 
 from service_connectors.reference_backend import create_app as create_backend
 from service_connectors.webhook_signing import signed_headers
+from support.db import query, wait_until
 from support.driver import ActionDriver
 from support.servers import ThreadedServer, free_port, serve
 from support.stack import BACKEND_API_KEY, OPERATOR_TOKEN, advance, gateway, gateway_settings
@@ -92,19 +93,6 @@ def backend_applications(tmp_path: Path) -> list[tuple[Any, ...]]:
         return db.execute("SELECT reference, idempotency_key FROM applications").fetchall()
 
 
-def gateway_rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(sql).fetchall()
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
-
-
 def apply(server: ThreadedServer, tmp_path: Path, sender: str) -> str:
     driver = ActionDriver(server.url, tmp_path / "gateway.db", sender)
     fill_birth_certificate(driver)
@@ -121,15 +109,15 @@ def test_an_outage_loses_nothing_and_files_each_application_once(
         replies = [apply(server, tmp_path, f"citizen-{n}") for n in range(3)]
         assert all("provisional reference" in reply for reply in replies), replies
         filed_sql = "SELECT id FROM applications WHERE reference IS NOT NULL"
-        wait_until(lambda: len(gateway_rows(tmp_path, filed_sql)) == 3)
+        wait_until(lambda: len(query(tmp_path, filed_sql)) == 3)
     filed = backend_applications(tmp_path)
     assert len(filed) == 3  # exactly once each, even when an answer was lost
     assert len({key for _, key in filed}) == 3
-    rows = gateway_rows(tmp_path, "SELECT reference, stage, submit_attempts FROM applications")
+    rows = query(tmp_path, "SELECT reference, stage, submit_attempts FROM applications")
     assert sorted(r[0] for r in rows) == sorted(r[0] for r in filed)
     assert {r[1] for r in rows} == {"received"}
     assert flaky.submissions >= 9  # 6 failures + 3 successes
-    told = gateway_rows(tmp_path, "SELECT text FROM messages WHERE text LIKE '%is now with%'")
+    told = query(tmp_path, "SELECT text FROM messages WHERE text LIKE '%is now with%'")
     assert len(told) == 3  # each citizen told its final reference once
 
 
@@ -147,7 +135,7 @@ def test_a_restart_mid_retry_still_files_once(
         wait_until(lambda: len(backend_applications(tmp_path)) == 1)
         time.sleep(1.0)  # several more worker rounds: nothing is filed again
     assert len(backend_applications(tmp_path)) == 1
-    assert gateway_rows(tmp_path, "SELECT stage FROM applications") == [("received",)]
+    assert query(tmp_path, "SELECT stage FROM applications") == [("received",)]
 
 
 def test_stage_webhooks_are_signed_fresh_and_taken_once(
@@ -156,7 +144,7 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
     backend = front[1]
     with start_gateway(tmp_path, backend.url, gateway_port) as server:
         reply = apply(server, tmp_path, "citizen")
-        reference = gateway_rows(tmp_path, "SELECT reference FROM applications")[0][0]
+        reference = query(tmp_path, "SELECT reference FROM applications")[0][0]
         assert reference in reply
         url = f"{server.url}/connectors/reference/events"
 
@@ -173,16 +161,14 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
         assert post("e1", "approved", signed("e1", "approved", secret="wrong")) == 403
         assert post("e1", "approved", signed("e1", "approved", now=time.time() - 900)) == 403
         assert post("e1", "approved", signed("e1", "in_review")) == 403  # body altered
-        assert gateway_rows(tmp_path, "SELECT stage FROM applications") == [("received",)]
+        assert query(tmp_path, "SELECT stage FROM applications") == [("received",)]
 
         advance(backend.url, reference)  # the clerk moves it: the backend pushes, signed
-        wait_until(
-            lambda: gateway_rows(tmp_path, "SELECT stage FROM applications") == [("in_review",)]
-        )
+        wait_until(lambda: query(tmp_path, "SELECT stage FROM applications") == [("in_review",)])
         headers = signed("e2", "approved")
         assert post("e2", "approved", headers) == 204
         assert post("e2", "approved", headers) == 409  # a replay within the window
-        updates = gateway_rows(tmp_path, "SELECT text FROM messages WHERE text LIKE 'Update:%'")
+        updates = query(tmp_path, "SELECT text FROM messages WHERE text LIKE 'Update:%'")
         assert [text for (text,) in updates] == [
             f"Update: Birth certificate {reference}: In review. An officer is checking your"
             " application. We will tell you when there is a decision.",
@@ -215,7 +201,7 @@ def test_a_night_update_waits_for_the_morning_then_goes_once(
         )
         with gateway(settings, gateway_port) as server:
             apply(server, tmp_path, "citizen")
-            [(reference, citizen)] = gateway_rows(
+            [(reference, citizen)] = query(
                 tmp_path, "SELECT reference, citizen_id FROM applications"
             )
             with sqlite3.connect(tmp_path / "gateway.db") as db:  # the citizen's linked phone
@@ -226,10 +212,8 @@ def test_a_night_update_waits_for_the_morning_then_goes_once(
                     (citizen,),
                 )
             advance(front[1].url, reference)
-            wait_until(lambda: len(gateway_rows(tmp_path, "SELECT id FROM deliveries")) == 1)
-            [(due, status)] = gateway_rows(
-                tmp_path, "SELECT next_attempt_at, status FROM deliveries"
-            )
+            wait_until(lambda: len(query(tmp_path, "SELECT id FROM deliveries")) == 1)
+            [(due, status)] = query(tmp_path, "SELECT next_attempt_at, status FROM deliveries")
             morning = datetime.fromisoformat(due).replace(tzinfo=ZoneInfo("UTC"))
             assert status == "queued"
             assert (

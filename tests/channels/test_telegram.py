@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from bot.settings import Settings
 from channels.telegram.__main__ import poll, register_webhook
 from channels.telegram.sender import make_bot
 from channels.telegram.text import escape, split_text
+from support.db import query, settled
 from support.servers import ThreadedServer, serve
 from support.stack import gateway, gateway_settings
 from support.telegram_double import BOT_TOKEN, TelegramDouble, TelegramUser
@@ -60,11 +60,6 @@ def server(settings: Settings) -> Iterator[ThreadedServer]:
 @pytest.fixture
 def user(server: ThreadedServer, double: tuple[TelegramDouble, ThreadedServer]) -> TelegramUser:
     return TelegramUser(server.url, SECRET, double[0], USER_ID)
-
-
-def query(tmp_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(sql, args).fetchall()
 
 
 def inbound_count(tmp_path: Path) -> int:
@@ -193,11 +188,7 @@ def test_a_temporary_failure_is_retried(
     double[0].wait_for_sent(USER_ID, 1, timeout=15)
     assert time.monotonic() - started >= 1.0  # not before Telegram's retry_after
     assert len(double[0].calls_of("sendMessage")) == 3
-    deadline = time.monotonic() + 10  # the gateway records the send just after it
-    rows = query(tmp_path, "SELECT status, attempts FROM deliveries")
-    while rows != [("accepted", 3)] and time.monotonic() < deadline:
-        time.sleep(0.05)
-        rows = query(tmp_path, "SELECT status, attempts FROM deliveries")
+    rows = settled(tmp_path, "SELECT status, attempts FROM deliveries", [("accepted", 3)])
     assert rows == [("accepted", 3)]
 
 
@@ -258,13 +249,7 @@ def test_blocking_and_unblocking_the_bot_is_recorded_without_a_reply(
 
     unreachable = "SELECT unreachable_at IS NOT NULL FROM channel_identities"
     assert user.post_raw(member_update("member", "kicked")).status_code == 200
-    deadline = time.monotonic() + 10
-    while query(tmp_path, unreachable) != [(1,)] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert query(tmp_path, unreachable) == [(1,)]
+    assert settled(tmp_path, unreachable, [(1,)]) == [(1,)]
     assert user.post_raw(member_update("kicked", "member")).status_code == 200
-    deadline = time.monotonic() + 10
-    while query(tmp_path, unreachable) != [(0,)] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert query(tmp_path, unreachable) == [(0,)]
+    assert settled(tmp_path, unreachable, [(0,)]) == [(0,)]
     assert double[0].calls_of("sendMessage") == []

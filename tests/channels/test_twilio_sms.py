@@ -7,7 +7,6 @@ Conversations through the real engine are in tests/e2e/test_sms_conversation.py.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from support.db import query, settled
 from support.servers import ThreadedServer, serve
 from support.stack import gateway, gateway_settings
 from support.twilio_double import SmsPhone, TwilioDouble, sign, twilio_settings
@@ -53,22 +53,6 @@ def server(tmp_path: Path, double: tuple[TwilioDouble, ThreadedServer]) -> Itera
 @pytest.fixture
 def phone(server: ThreadedServer, double: tuple[TwilioDouble, ThreadedServer]) -> SmsPhone:
     return SmsPhone(server.url, PUBLIC, NUMBER, double[0])
-
-
-def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(sql).fetchall()
-
-
-def settled(tmp_path: Path, sql: str, expected: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows of ``sql`` once they equal ``expected`` (the gateway records a send just
-    after the provider answered it), or as they are after a few seconds."""
-    deadline = time.monotonic() + 10
-    rows = query(tmp_path, sql)
-    while rows != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        rows = query(tmp_path, sql)
-    return rows
 
 
 def post_signed(server: ThreadedServer, path: str, params: dict[str, str], signature: str | None):
