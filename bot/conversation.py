@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChannelIdentity, Citizen, Conversation, Direction, Message, utcnow
+from bot.handoff import TALK_TO_HUMAN, Handoffs, is_person_keyword
 from bot.i18n import N_, Localizer, language_name, localizer
 from bot.languages import detect, language_keyword
 from bot.linking import (
@@ -101,11 +102,16 @@ async def load_sender(
 
 class ConversationService:
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], rasa: RasaClient
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        rasa: RasaClient,
+        handoffs: Handoffs | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.rasa = rasa
+        self.handoffs = handoffs or Handoffs(settings, sessions)
 
     async def handle(self, incoming: IncomingMessage) -> list[OutgoingMessage]:
         """Process one inbound message now; the replies, or none for a duplicate."""
@@ -155,13 +161,21 @@ class ConversationService:
                 await self._set_language(participant.citizen_id, found)
                 participant = replace(participant, language=found, language_chosen=True)
         words = localizer(participant.language)
+        resolved = await self._resolve_menu_choice(participant, text.strip())
+        with_person = await self.handoffs.intercept(
+            participant.citizen_id, participant.conversation_id, text, resolved, words
+        )
+        if with_person is not None:  # a person is involved: the bot stays out of it
+            return with_person
         problem = self._input_problem(text, words)
         if problem is not None:
             return [OutgoingMessage(problem)]
         command = device_command(text)
         if command is not None:
             return await self._device_command(participant, command, words)
-        text = await self._resolve_menu_choice(participant, text.strip())
+        text = resolved
+        if is_person_keyword(text, supported):
+            text = TALK_TO_HUMAN
         try:
             return await self.rasa.send(participant.rasa_sender, text)
         except RasaUnavailable as exc:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.handoff import Handoffs
 from bot.nlg import Responses
+from bot.outbox import Outbox
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
 from service_connectors.base import ServiceConnector
@@ -24,6 +27,10 @@ class Runtime:
     catalogue: Catalogue
     connectors: dict[str, ServiceConnector]
     responses: Responses
+    handoffs: Handoffs
+    outbox: Outbox
+    # Set at shutdown: long-lived streams (the console's live updates) end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def get_runtime(request: Request) -> Runtime:

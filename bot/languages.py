@@ -32,7 +32,8 @@ SURE = 0.9  # confidence needed for a short text
 SURE_LONG = 0.7  # enough for three words or more
 
 
-def _fold(text: str) -> str:
+def fold_keyword(text: str) -> str:
+    """Case, accents and trailing punctuation removed: how keywords are compared."""
     decomposed = unicodedata.normalize("NFKD", text.casefold().strip())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")
 
@@ -41,7 +42,7 @@ def language_keyword(text: str, supported: tuple[str, ...]) -> str | None:
     """The language a message like "FR", "français" or "русский" asks for."""
     if len(text) > MAX_KEYWORD_CHARS:  # a sentence, not a keyword: no folding needed
         return None
-    folded = _fold(text)
+    folded = fold_keyword(text)
     for code in supported:
         if folded in _keywords(code):
             return code
@@ -53,7 +54,7 @@ def _keywords(code: str) -> frozenset[str]:
     """The words that choose ``code``, folded once (this runs on every message)."""
     locale = Locale.parse(code)
     names = {code, locale.get_display_name("en") or code, locale.get_display_name(code) or code}
-    return frozenset(_fold(word) for word in KEYWORDS.get(code, frozenset()) | names)
+    return frozenset(fold_keyword(word) for word in KEYWORDS.get(code, frozenset()) | names)
 
 
 @lru_cache(maxsize=4)

@@ -15,9 +15,11 @@ from sqlalchemy import text
 
 from bot.actions.router import router as rasa_router
 from bot.connectors import build_connectors, routed_catalogue
+from bot.console import install as install_console
 from bot.conversation import ConversationService
 from bot.db.session import create_engine, session_factory
 from bot.deps import Runtime, RuntimeDep
+from bot.handoff import Handoffs
 from bot.inbound import InboundWorker
 from bot.nlg import load_responses
 from bot.notify import Notifier
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rasa_timeout_seconds,
     )
     catalogue = routed_catalogue(settings, load_catalogue(settings.catalogue_path))
+    outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -71,9 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalogue=catalogue,
         connectors=build_connectors(settings, catalogue),
         responses=load_responses(PROJECT_ROOT / "bot" / "domain.yml"),
+        handoffs=Handoffs(settings, sessions),
+        outbox=outbox,
     )
-    conversations = ConversationService(settings, sessions, rasa)
-    outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
+    conversations = ConversationService(settings, sessions, rasa, runtime.handoffs)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
     notifier = Notifier(settings, catalogue, outbox)
@@ -85,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # statuses to poll, then everything queued for sending (notifications included).
     rounds: list[Callable[[], Awaitable[object]]] = [
         inbound.sweep,
+        runtime.handoffs.run_due,
         retries.run_due,
         tracker.poll_due,
         outbox.send_due,
@@ -104,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            runtime.stopping.set()
             stop.set()
             await worker
             await inbound.wait_idle()
@@ -118,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(rasa_router)
     app.include_router(tracker.router(), tags=["connectors"])
+    install_console(app)
     for channel in channels:
         app.include_router(
             channel.router(), prefix=f"/channels/{channel.name}", tags=[channel.name]

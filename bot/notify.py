@@ -20,18 +20,16 @@ from bot.db.models import (
     ChannelIdentity,
     Citizen,
     Conversation,
-    Delivery,
     Direction,
     Message,
     utcnow,
 )
+from bot.delivering import queue_text
 from bot.i18n import N_, Localizer, localizer
 from bot.outbox import Outbox
 from bot.privacy import mask
 from bot.quiet_hours import send_after
 from bot.settings import Settings
-from bot.sms import first_page
-from channels.sms.composer import count_segments
 from service_connectors.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
@@ -108,34 +106,14 @@ class Notifier:
             )
             return False
         conversation = await self._conversation(session, identity)
-        body = text
-        if identity.channel == "sms":  # GSM-7 where possible, paged like any SMS reply
-            body = first_page(conversation, [text], self.settings.sms_segment_budget, words)
-        session.add(
-            Message(
-                conversation_id=conversation.id,
-                direction=Direction.OUTBOUND,
-                channel=identity.channel,
-                text=body,
-            )
-        )
         due = send_after(
             utcnow(),
             self.settings.quiet_hours_start,
             self.settings.quiet_hours_end,
             self.settings.timezone,
         )
-        session.add(
-            Delivery(
-                conversation_id=conversation.id,
-                identity_id=identity.id,
-                channel=identity.channel,
-                recipient=identity.external_id,
-                body=body,
-                segments=count_segments(body).segments if identity.channel == "sms" else 1,
-                next_attempt_at=due,
-            )
-        )
+        budget = self.settings.sms_segment_budget
+        await queue_text(session, conversation, identity, text, words, budget, due=due)
         logger.info(
             "application %s: notification queued for %s on %s",
             application.id,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import time
+from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.office_hours import OfficeHours
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -97,6 +99,18 @@ class Settings(BaseSettings):
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(8, 0)
     timezone: str = "America/Toronto"
+    # When the call centre takes live chats, in TIMEZONE: e.g. "mon-fri 08:00-18:00;
+    # sat 09:00-12:00", or "mon-sun 00:00-24:00" for always.
+    office_hours: str = "mon-fri 08:00-18:00"
+    # Dates the call centre is closed (a JSON list of ISO dates in the environment).
+    holidays: tuple[date, ...] = ()
+    # Handoffs to people: the team a service's requests go to (JSON: service code → team),
+    # else the default team; how often a waiting citizen is told their place in the queue
+    # (SMS costs money); how many call-back times are offered.
+    handoff_default_team: str = "general"
+    handoff_teams: dict[str, str] = Field(default_factory=dict)
+    handoff_update_interval_seconds: Annotated[float, Field(gt=0)] = 300.0
+    handoff_callback_slots: Annotated[int, Field(ge=1, le=9)] = 4
 
     # --- Telegram (python-telegram-bot): enabled when the bot token is set ------------
     telegram_bot_token: SecretStr | None = None
@@ -116,6 +130,12 @@ class Settings(BaseSettings):
             and self.twilio_auth_token
             and (self.twilio_from_number or self.twilio_messaging_service_sid)
         )
+
+    @field_validator("office_hours")
+    @classmethod
+    def _check_office_hours(cls, value: str) -> str:
+        OfficeHours.parse(value, (), "UTC")  # a bad spec stops start-up, naming the bad part
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -26,12 +26,13 @@ from bot.db.models import (
     Message,
     utcnow,
 )
+from bot.delivering import first_page
 from bot.i18n import N_, Localizer, localizer
 from bot.outbox import Outbox, opt_in, opt_out
 from bot.privacy import mask
 from bot.settings import Settings
 from channels.base import OutgoingMessage, numbered_menu
-from channels.sms.composer import compose, count_segments
+from channels.sms.composer import count_segments
 from channels.sms.keywords import Keyword, recognise, status_reference
 from service_connectors.base import ServiceConnector
 from service_connectors.catalogue import Catalogue
@@ -48,16 +49,7 @@ HELP_TEXT = N_(
 )
 NOTHING_MORE = N_("There is nothing more to show. Reply HELP for the menu.")
 TOO_FAST = N_("You are sending messages too fast. Please wait a minute, then try again.")
-MORE_PROMPT = N_("Reply MORE for the rest.")
 MEDIA_ONLY = N_("I can only read text messages, not pictures or files. Please write what you need.")
-
-
-def first_page(conversation: Conversation, texts: list[str], budget: int, words: Localizer) -> str:
-    """The first SMS of ``texts`` within the segment budget; the other pages wait on the
-    conversation for MORE."""
-    pages = compose(texts, budget, words.gettext(MORE_PROMPT))
-    conversation.pending_pages = pages[1:] or None
-    return pages[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,14 @@ from bot.actions.context import ActionContext
 from bot.actions.menus import is_interruption, service_buttons
 from bot.actions.registry import action
 from bot.db.models import ApplicationDraft
+from bot.handoff import ASK_PERSON_HINT, PERSON_KEYWORD
 from bot.i18n import N_
 from channels.base import Button
 from service_connectors.answers import check_answer, match_option
 from service_connectors.catalogue import FieldType, Service, ServiceField
 
 COMPLETE = "complete"
+PERSON_AFTER_FAILURES = 2  # refused answers to one question before a person is offered
 CHOOSING_FIELD = "*"  # draft.editing_field while the citizen picks a detail to change
 
 
@@ -131,7 +133,10 @@ def _take_field_answer(ctx: ActionContext, draft: ApplicationDraft) -> None:
     if check.value is None:
         draft.failed_attempts += 1
         problem = ctx.words.gettext(check.problem) if check.problem else ""
-        ctx.say(f"{problem} {ctx._(field.hint)}".strip())
+        hint = f"{problem} {ctx._(field.hint)}".strip()
+        if draft.failed_attempts >= PERSON_AFTER_FAILURES:  # offer a person, by keyword
+            hint += " " + ctx._(ASK_PERSON_HINT, keyword=ctx._(PERSON_KEYWORD))
+        ctx.say(hint)
         ctx.set_slot("field_answer", None)
         return
     draft.answers = {**draft.answers, field.name: check.value}

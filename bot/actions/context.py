@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.protocol import ActionCall, slot_set
 from bot.db.models import Citizen, Conversation
+from bot.handoff import Handoffs
 from bot.i18n import Localizer
 from bot.settings import Settings
 from channels.base import Button
@@ -30,6 +31,7 @@ class ActionContext:
     connectors: Mapping[str, ServiceConnector]
     settings: Settings
     today: date
+    handoffs: Handoffs
     events: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from bot.actions.context import ActionContext
 from bot.actions.menus import intent_payload, main_menu, service_buttons
 from bot.actions.protocol import active_loop
 from bot.actions.registry import action
 from bot.conversation import LANGUAGE_SET
-from bot.db.models import ApplicationDraft
+from bot.db.models import ApplicationDraft, Direction, Message
+from bot.handoff import reasons_from_tracker
 from bot.i18n import N_, language_name, localizer
 from channels.base import Button
 from service_connectors.answers import match_option
@@ -107,14 +108,25 @@ async def fallback(ctx: ActionContext) -> None:
 
 @action("action_talk_to_human")
 async def talk_to_human(ctx: ActionContext) -> None:
-    # Placeholder until the call-centre handoff exists: an honest way to reach a person.
-    ctx.say(
-        ctx._(
-            N_("To talk to a person, call our call centre at {phone} ({hours})."),
-            phone=ctx.settings.call_centre_phone,
-            hours=ctx._(ctx.settings.call_centre_hours),
+    """Queue the conversation for a person, or offer a message or a call back when
+    nobody can take it now. An open form stays open: its question is asked again when
+    the agent hands the conversation back."""
+    resume = None
+    if ctx.call.tracker.active_loop.get("name"):
+        resume = await ctx.session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == ctx.conversation.id,
+                Message.direction == Direction.OUTBOUND,
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
         )
-    )
+    reason = reasons_from_tracker(ctx.call.tracker.events)
+    for reply in await ctx.handoffs.request(
+        ctx.session, ctx.conversation, ctx.words, reason, resume
+    ):
+        ctx.say(reply.text, reply.buttons)
 
 
 @action("action_change_language")

@@ -62,6 +62,7 @@ async def run_action(call: ActionCall, runtime: Annotated[Runtime, Depends(get_r
             connectors=runtime.connectors,
             settings=runtime.settings,
             today=date.today(),
+            handoffs=runtime.handoffs,
         )
         await handler(ctx)
         await _record_intent(session, ctx)

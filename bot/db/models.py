@@ -8,12 +8,27 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite hands DateTime(timezone=True) back naive)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def new_id() -> str:
@@ -137,6 +152,8 @@ class Message(Base):
     # What a channel needs to process the message beyond its text (Telegram: the kind of
     # message, the callback query to answer, a shared contact or location).
     provider_data: Mapped[dict[str, Any] | None] = mapped_column()
+    # The call-centre agent who wrote an outbound message (``None``: the bot or a notice).
+    staff_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -286,4 +303,137 @@ class VerificationAttempt(Base):
     application_id: Mapped[str] = mapped_column(ForeignKey("applications.id"))
     identity_id: Mapped[str] = mapped_column(ForeignKey("channel_identities.id"))
     succeeded: Mapped[bool] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- the call centre ----------------------------------------------------------------------
+
+
+class StaffRole(enum.StrEnum):
+    AGENT = "agent"  # sees the queues of their teams
+    SUPERVISOR = "supervisor"  # sees every queue and can reassign
+
+
+class StaffMember(Base):
+    """A call-centre account. Only an argon2 hash of the password is stored."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=StaffRole.AGENT)
+    teams: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    # Lock-out: failed logins in a row, and until when the account refuses logins.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    # Refreshed while the console is open (its live stream): "online" for the queue.
+    last_seen_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffSession(Base):
+    """A console login. The cookie holds a random token; only its hash is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class HandoffStatus(enum.StrEnum):
+    CHOOSING = "choosing"  # offered a message or a call back; the citizen is choosing
+    QUEUED = "queued"  # waiting for an agent
+    CLAIMED = "claimed"  # an agent owns the conversation: the bot is silent
+    CLOSED = "closed"
+
+
+OPEN_HANDOFF = (HandoffStatus.CHOOSING, HandoffStatus.QUEUED, HandoffStatus.CLAIMED)
+
+
+class HandoffKind(enum.StrEnum):
+    CHAT = "chat"  # the citizen waits to chat now
+    MESSAGE = "message"  # left a message for the next shift
+    CALLBACK = "callback"  # asked to be called at a chosen time
+    AGENT = "agent"  # an agent started it ("continue by text")
+
+
+class Handoff(Base):
+    """A conversation handed to the call centre: queued, owned by an agent, closed.
+
+    At most one is open per conversation. While one is claimed (or a live chat waits)
+    the gateway does not pass the citizen's messages to Rasa: the pause is this row, so
+    it holds across restarts and on every replica.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index("ix_handoffs_status_team", "status", "team"),
+        Index(
+            "uq_handoffs_open_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("status != 'closed'"),
+            postgresql_where=text("status != 'closed'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"))
+    citizen_id: Mapped[str] = mapped_column(ForeignKey("citizens.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    team: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default=HandoffKind.CHAT)
+    status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.QUEUED)
+    # Why: "asked", "not_understood", "answer_refused", "agent".
+    reason: Mapped[str] = mapped_column(String(32))
+    callback_at: Mapped[datetime | None] = mapped_column()
+    callback_number: Mapped[str | None] = mapped_column(String(32))
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+    # The bot's open question when the citizen left the dialogue, asked again on hand-back.
+    resume_message_id: Mapped[int | None] = mapped_column()
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    # "handed_back" or the agent's outcome ("resolved", "application_filed"...).
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    # Queue updates to the citizen (at most one per interval: SMS costs money).
+    notified_at: Mapped[datetime | None] = mapped_column()
+    notified_position: Mapped[int | None] = mapped_column()
+    feedback_asked_at: Mapped[datetime | None] = mapped_column()
+    feedback_score: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HandoffNote(Base):
+    """An internal note on a handoff: staff only, never sent to the citizen."""
+
+    __tablename__ = "handoff_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(ForeignKey("handoffs.id"), index=True)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what in the console: logins, conversations opened, every action taken."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    staff_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    action: Mapped[str] = mapped_column(String(48))
+    conversation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    handoff_id: Mapped[str | None] = mapped_column(String(32))
+    # Ids and outcomes only: the message texts are in the transcript, not here.
+    detail: Mapped[dict[str, Any] | None] = mapped_column()
+    client_address: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

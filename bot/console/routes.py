@@ -1,0 +1,296 @@
+"""The console's pages and actions: the queue, a conversation, and what agents do to it.
+
+Pages are server-rendered; forms post and redirect back (no build step, no framework).
+A client asking for JSON (``Accept: application/json``) gets JSON instead: the page's
+script and the API tests use that. Every page view and action is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.console.auth import Acting, SignedIn, Staff, client_address
+from bot.console.desk import OUTCOMES, Desk, DeskError, audit, may_see
+from bot.console.rendering import render
+from bot.console.views import conversation_view, queue_rows, teams_known
+from bot.conversation import ConversationService
+from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, as_utc, utcnow
+from bot.deps import Runtime, RuntimeDep
+from channels.sms.phone import InvalidPhoneNumberError, to_e164
+
+Text = Annotated[str, Form(max_length=4000)]
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def desk_of(runtime: Runtime) -> Desk:
+    return Desk(runtime.handoffs, runtime.catalogue, runtime.connectors)
+
+
+async def visible_handoff(session: AsyncSession, handoff_id: str, staff: Staff) -> Handoff:
+    """The handoff if this staff member may see it; 404 otherwise (no probing of ids)."""
+    handoff = await session.get(Handoff, handoff_id)
+    if handoff is None or not may_see(staff.member, handoff):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such conversation in your queues")
+    return handoff
+
+
+def router() -> APIRouter:
+    routes = APIRouter()
+
+    @routes.get("", response_class=HTMLResponse)
+    async def queue_page(runtime: RuntimeDep, staff: SignedIn) -> Response:
+        async with runtime.sessions() as session:
+            rows = await queue_rows(session, staff.member, utcnow())
+        return HTMLResponse(render("queue.html", staff=staff, rows=rows))
+
+    @routes.get("/api/queue")
+    async def queue_json(runtime: RuntimeDep, staff: SignedIn) -> list[dict[str, Any]]:
+        async with runtime.sessions() as session:
+            return await queue_rows(session, staff.member, utcnow())
+
+    @routes.get("/handoffs/{handoff_id}", response_class=HTMLResponse)
+    async def conversation_page(
+        request: Request, handoff_id: str, runtime: RuntimeDep, staff: SignedIn
+    ) -> Response:
+        async with runtime.sessions() as session:
+            handoff = await visible_handoff(session, handoff_id, staff)
+            view = await conversation_view(session, handoff, runtime.catalogue)
+            audit(session, staff.member, "open", handoff, client=client_address(request))
+            await session.commit()
+            colleagues = list(
+                await session.scalars(
+                    select(StaffMember)
+                    .where(StaffMember.active.is_(True), StaffMember.id != staff.member.id)
+                    .order_by(StaffMember.display_name)
+                )
+            )
+            teams = await teams_known(session, runtime.settings)
+        if wants_json(request):
+            return JSONResponse(view)
+        return HTMLResponse(
+            render(
+                "conversation.html",
+                staff=staff,
+                view=view,
+                colleagues=colleagues,
+                teams=teams,
+                outcomes=OUTCOMES,
+                error=request.query_params.get("error"),
+                notice=request.query_params.get("notice"),
+            )
+        )
+
+    @routes.get("/api/handoffs/{handoff_id}/messages")
+    async def new_messages(
+        handoff_id: str, runtime: RuntimeDep, staff: SignedIn, after: int = 0
+    ) -> dict[str, Any]:
+        async with runtime.sessions() as session:
+            handoff = await visible_handoff(session, handoff_id, staff)
+            view = await conversation_view(session, handoff, runtime.catalogue, after=after)
+        return {"messages": view["messages"], "handoff": view["handoff"]}
+
+    async def act(
+        request: Request, runtime: Runtime, staff: Staff, handoff_id: str, action: Any
+    ) -> Response:
+        """Run ``action(session, handoff)`` and answer: back to the page, or JSON."""
+        notice = None
+        async with runtime.sessions() as session:
+            handoff = await visible_handoff(session, handoff_id, staff)
+            try:
+                notice = await action(session, handoff)
+            except DeskError as error:
+                await session.rollback()
+                if wants_json(request):
+                    return JSONResponse({"error": str(error)}, status.HTTP_409_CONFLICT)
+                return _back(handoff_id, error=str(error))
+            await session.commit()
+        await runtime.outbox.send_due()  # the citizen's message now, not at the next round
+        if wants_json(request):
+            return JSONResponse({"ok": True, "notice": notice})
+        return _back(handoff_id, notice=notice)
+
+    @routes.post("/handoffs/{handoff_id}/claim")
+    async def claim(request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request, runtime, staff, handoff_id, lambda s, h: desk.claim(s, h, staff.member)
+        )
+
+    @routes.post("/handoffs/{handoff_id}/reply")
+    async def reply(
+        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting, text: Text
+    ) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request, runtime, staff, handoff_id, lambda s, h: desk.reply(s, h, staff.member, text)
+        )
+
+    @routes.post("/handoffs/{handoff_id}/note")
+    async def note(
+        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting, text: Text
+    ) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request, runtime, staff, handoff_id, lambda s, h: desk.note(s, h, staff.member, text)
+        )
+
+    @routes.post("/handoffs/{handoff_id}/transfer")
+    async def transfer(
+        request: Request,
+        handoff_id: str,
+        runtime: RuntimeDep,
+        staff: Acting,
+        to_staff: Annotated[str, Form(max_length=32)] = "",
+        to_team: Annotated[str, Form(max_length=64)] = "",
+    ) -> Any:
+        desk = desk_of(runtime)
+
+        async def run(session: AsyncSession, handoff: Handoff) -> None:
+            colleague = await session.get(StaffMember, to_staff) if to_staff else None
+            if to_staff and colleague is None:
+                raise DeskError("No such colleague.")
+            await desk.transfer(session, handoff, staff.member, colleague, to_team or None)
+
+        return await act(request, runtime, staff, handoff_id, run)
+
+    @routes.post("/handoffs/{handoff_id}/hand-back")
+    async def hand_back(
+        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting
+    ) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request, runtime, staff, handoff_id, lambda s, h: desk.hand_back(s, h, staff.member)
+        )
+
+    @routes.post("/handoffs/{handoff_id}/close")
+    async def close(
+        request: Request,
+        handoff_id: str,
+        runtime: RuntimeDep,
+        staff: Acting,
+        outcome: Annotated[str, Form(max_length=32)],
+    ) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request,
+            runtime,
+            staff,
+            handoff_id,
+            lambda s, h: desk.close(s, h, staff.member, outcome),
+        )
+
+    @routes.post("/handoffs/{handoff_id}/file")
+    async def file_application(
+        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting
+    ) -> Any:
+        desk = desk_of(runtime)
+
+        async def run(session: AsyncSession, handoff: Handoff) -> str:
+            application = await desk.file_application(session, handoff, staff.member)
+            reference = application.reference or application.provisional_reference
+            return f"Application filed: {reference} ({application.stage})."
+
+        return await act(request, runtime, staff, handoff_id, run)
+
+    @routes.post("/handoffs/{handoff_id}/status")
+    async def look_up_status(
+        request: Request,
+        handoff_id: str,
+        runtime: RuntimeDep,
+        staff: Acting,
+        application_id: Annotated[str, Form(max_length=32)],
+    ) -> Any:
+        desk = desk_of(runtime)
+        return await act(
+            request,
+            runtime,
+            staff,
+            handoff_id,
+            lambda s, h: desk.look_up_status(s, h, staff.member, application_id),
+        )
+
+    @routes.get("/continue", response_class=HTMLResponse)
+    async def continue_form(request: Request, runtime: RuntimeDep, staff: SignedIn) -> Response:
+        return HTMLResponse(
+            render(
+                "continue.html",
+                staff=staff,
+                languages=runtime.settings.supported_languages,
+                error=request.query_params.get("error"),
+            )
+        )
+
+    @routes.post("/continue")
+    async def continue_by_text(
+        request: Request,
+        runtime: RuntimeDep,
+        staff: Acting,
+        phone: Annotated[str, Form(max_length=32)],
+        language: Annotated[str, Form(max_length=8)],
+    ) -> Response:
+        settings = runtime.settings
+        if language not in settings.supported_languages:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "unsupported language")
+        try:
+            number = to_e164(phone, settings.default_phone_region)
+        except InvalidPhoneNumberError:
+            return _error(request, "/console/continue", "That is not a phone number we can text.")
+        conversations = ConversationService(settings, runtime.sessions, runtime.rasa)
+        participant = await conversations.participant("sms", number)
+        team = (staff.member.teams or [settings.handoff_default_team])[0]
+        async with runtime.sessions() as session:
+            identity = await session.get(ChannelIdentity, participant.identity_id)
+            conversation = await session.get(Conversation, participant.conversation_id)
+            assert identity is not None and conversation is not None
+            try:
+                handoff = await desk_of(runtime).continue_by_text(
+                    session,
+                    staff.member,
+                    identity,
+                    conversation,
+                    language,
+                    settings.organisation_name,
+                    team,
+                )
+            except DeskError as error:
+                return _error(request, "/console/continue", str(error))
+            await session.commit()
+        await runtime.outbox.send_due()
+        if wants_json(request):
+            return JSONResponse({"handoff": handoff.id})
+        return RedirectResponse(f"/console/handoffs/{handoff.id}", status.HTTP_303_SEE_OTHER)
+
+    return routes
+
+
+def _back(handoff_id: str, **message: str | None) -> Response:
+    query = "&".join(
+        f"{key}={_quote(value)}" for key, value in message.items() if value is not None
+    )
+    url = f"/console/handoffs/{handoff_id}" + (f"?{query}" if query else "")
+    return RedirectResponse(url, status.HTTP_303_SEE_OTHER)
+
+
+def _error(request: Request, url: str, error: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"error": error}, status.HTTP_409_CONFLICT)
+    return RedirectResponse(f"{url}?error={_quote(error)}", status.HTTP_303_SEE_OTHER)
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def minutes_since(moment: datetime, now: datetime) -> int:
+    return max(0, int((now - as_utc(moment)).total_seconds() // 60))

@@ -1,0 +1,507 @@
+"""The citizen's side of the handoff to a person: offered, queued, paused, handed back.
+
+The pause is a row, not a flag in Rasa: while a conversation's handoff is claimed by an
+agent (or a live chat waits in the queue), :meth:`Handoffs.intercept` keeps the
+citizen's messages from Rasa, on any replica and across restarts. STOP and HELP are
+answered before this (:mod:`bot.sms`). Outside office hours, or with nobody online, the
+citizen may leave a message or choose a call-back slot; both wait for the next shift.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import (
+    OPEN_HANDOFF,
+    ApplicationDraft,
+    ChannelIdentity,
+    Citizen,
+    Conversation,
+    Handoff,
+    HandoffKind,
+    HandoffStatus,
+    Message,
+    StaffMember,
+    StaffRole,
+    as_utc,
+    utcnow,
+)
+from bot.delivering import queue_text
+from bot.i18n import N_, Localizer, localizer
+from bot.languages import fold_keyword
+from bot.office_hours import OfficeHours
+from bot.settings import Settings
+from channels.base import Button, OutgoingMessage
+from channels.sms.phone import InvalidPhoneNumberError, to_e164
+
+logger = logging.getLogger(__name__)
+
+# Options the gateway answers itself (never sent to Rasa); chosen by digit or title.
+CHOICE_MESSAGE = "!handoff message"
+CHOICE_CALLBACK = "!handoff callback"
+CHOICE_BOT = "!handoff bot"
+SLOT_PREFIX = "!handoff slot "
+TALK_TO_HUMAN = "/talk_to_human"
+
+PERSON_KEYWORD = N_("PERSON")  # typed alone, asks for a person in any dialogue state
+ASK_PERSON_HINT = N_("To ask a person for help, reply {keyword}.")
+QUEUED = N_(
+    "You are number {position} in the queue for a person. A person will answer here as"
+    " soon as they can; you can write meanwhile."
+)
+QUEUED_ESTIMATE = N_(
+    "You are number {position} in the queue for a person. The wait is about {minutes}"
+    " minutes. A person will answer here; you can write meanwhile."
+)
+STILL_QUEUED = N_("You are now number {position} in the queue. A person will answer here.")
+ALREADY_WITH_PERSON = N_("A person is already looking after your conversation.")
+NOBODY_NOW = N_("Sorry, nobody from our team is available right now.")
+CLOSED_NOW = N_("Our team is not available right now. They are back {when}.")
+OFFER_CHOICES = N_("Would you like to leave a message or be called back?")
+LEAVE_MESSAGE = N_("Leave a message")
+CALL_ME_BACK = N_("Call me back")
+BACK_TO_BOT = N_("Continue with the assistant")
+WRITE_MESSAGE = N_("Please write your message in one text. Our team will read it {when}.")
+MESSAGE_TAKEN = N_("Thank you. Your message is with our team. They will answer here {when}.")
+CHOOSE_SLOT = N_("When should we call you? Choose a time:")
+ASK_NUMBER = N_("Which phone number should we call? Please include the area code.")
+BAD_NUMBER = N_("That does not look like a phone number. Please send it with the area code.")
+CALLBACK_TAKEN = N_("Thank you. We will call you {when}.")
+BACK_WITH_BOT = N_("OK, let us continue.")
+SHIFT_ENDED = N_(
+    "Our team has finished for today. Your request stays with them and they will answer"
+    " here {when}. Meanwhile the assistant can help you."
+)
+EXPIRED_CHOICE = N_("That option is no longer available. Reply HELP for the menu.")
+FEEDBACK_QUESTION = N_("How did our team do? Reply a number from 1 (poor) to 5 (very good).")
+FEEDBACK_THANKS = N_("Thank you for your feedback.")
+NEXT_OPENING_UNKNOWN = N_("as soon as possible")
+
+CHOOSING_TIMEOUT = timedelta(hours=1)
+ONLINE_WINDOW = timedelta(seconds=90)
+FEEDBACK_WINDOW = timedelta(days=2)
+NOT_ANSWERED = 0  # feedback_score when the citizen wrote something else instead
+
+
+def is_person_keyword(text: str, supported: tuple[str, ...]) -> bool:
+    """ "PERSON", "CONSEILLER", "ОПЕРАТОР": the keyword in any supported language."""
+    if len(text) > 32:
+        return False
+    folded = fold_keyword(text)
+    return any(
+        folded == fold_keyword(localizer(code).gettext(PERSON_KEYWORD)) for code in supported
+    )
+
+
+def when_text(moment: datetime | None, words: Localizer, zone: str) -> str:
+    """ "Mon, Nov 24, 08:00" in the citizen's language and the office's time zone."""
+    if moment is None:
+        return words.gettext(NEXT_OPENING_UNKNOWN)
+    local = as_utc(moment).astimezone(ZoneInfo(zone))
+    return format_skeleton("MMMEdHm", local, locale=words.language)
+
+
+async def open_handoff(session: AsyncSession, citizen_id: str) -> Handoff | None:
+    """The citizen's open handoff (at most one is live at a time in practice)."""
+    return await session.scalar(
+        select(Handoff)
+        .where(Handoff.citizen_id == citizen_id, Handoff.status.in_(OPEN_HANDOFF))
+        .order_by(Handoff.queued_at.desc())
+        .limit(1)
+    )
+
+
+async def queue_position(session: AsyncSession, handoff: Handoff) -> int:
+    ahead = await session.scalar(
+        select(func.count(Handoff.id)).where(
+            Handoff.status == HandoffStatus.QUEUED,
+            Handoff.kind == HandoffKind.CHAT,
+            Handoff.team == handoff.team,
+            Handoff.queued_at < handoff.queued_at,
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+async def agents_online(session: AsyncSession, team: str, now: datetime) -> int:
+    """Agents of ``team`` (or supervisors) with the console open in the last minute."""
+    recent = await session.scalars(
+        select(StaffMember).where(
+            StaffMember.active.is_(True), StaffMember.last_seen_at >= now - ONLINE_WINDOW
+        )
+    )
+    return sum(1 for s in recent if s.role == StaffRole.SUPERVISOR or team in (s.teams or []))
+
+
+async def typical_handling(session: AsyncSession, team: str, now: datetime) -> timedelta | None:
+    """The median time an agent spent on the team's recent chats; None without history."""
+    rows = await session.execute(
+        select(Handoff.claimed_at, Handoff.closed_at)
+        .where(
+            Handoff.team == team,
+            Handoff.kind == HandoffKind.CHAT,
+            Handoff.claimed_at.is_not(None),
+            Handoff.closed_at >= now - timedelta(days=14),
+        )
+        .order_by(Handoff.closed_at.desc())
+        .limit(20)
+    )
+    spans = [
+        (as_utc(closed) - as_utc(claimed)).total_seconds()
+        for claimed, closed in rows
+        if claimed and closed
+    ]
+    return timedelta(seconds=statistics.median(spans)) if len(spans) >= 3 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Where a message for the citizen goes: their conversation, identity, language."""
+
+    conversation: Conversation
+    identity: ChannelIdentity
+    words: Localizer
+
+
+class Handoffs:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.hours = OfficeHours.from_settings(settings)
+
+    def team_for(self, service_code: str | None) -> str:
+        teams = self.settings.handoff_teams
+        return teams.get(service_code or "", self.settings.handoff_default_team)
+
+    # --- asked for a person (from Rasa's action_talk_to_human) ----------------------
+    async def request(
+        self,
+        session: AsyncSession,
+        conversation: Conversation,
+        words: Localizer,
+        reason: str,
+        resume_message_id: int | None,
+    ) -> list[OutgoingMessage]:
+        now = utcnow()
+        existing = await open_handoff(session, conversation.citizen_id)
+        if existing is not None and existing.status == HandoffStatus.CLAIMED:
+            return [OutgoingMessage(words.gettext(ALREADY_WITH_PERSON))]
+        if existing is not None and existing.status == HandoffStatus.QUEUED:
+            if existing.kind == HandoffKind.CHAT:
+                return [await self._queued_text(session, existing, words, now)]
+            existing.status, existing.outcome = HandoffStatus.CLOSED, "superseded"
+            existing.closed_at = now
+        if existing is not None and existing.status == HandoffStatus.CHOOSING:
+            return self._offer(words, now, nobody_online=self.hours.is_open(now))
+        draft_service = await session.scalar(
+            select(ApplicationDraft.service_code).where(
+                ApplicationDraft.conversation_id == conversation.id
+            )
+        )
+        team = self.team_for(draft_service)
+        live = self.hours.is_open(now) and await agents_online(session, team, now) > 0
+        handoff = Handoff(
+            conversation_id=conversation.id,
+            citizen_id=conversation.citizen_id,
+            channel=conversation.channel,
+            team=team,
+            kind=HandoffKind.CHAT,
+            status=HandoffStatus.QUEUED if live else HandoffStatus.CHOOSING,
+            reason=reason,
+            resume_message_id=resume_message_id,
+            queued_at=now,
+        )
+        session.add(handoff)
+        await session.flush()
+        logger.info("conversation %s asked for a person (%s)", conversation.id, reason)
+        if live:
+            return [await self._queued_text(session, handoff, words, now)]
+        return self._offer(words, now, nobody_online=self.hours.is_open(now))
+
+    def _offer(self, words: Localizer, now: datetime, nobody_online: bool) -> list[OutgoingMessage]:
+        if nobody_online:
+            intro = words.gettext(NOBODY_NOW)
+        else:
+            when = when_text(self.hours.next_opening(now), words, self.settings.timezone)
+            intro = words.gettext(CLOSED_NOW).format(when=when)
+        buttons = (
+            Button(words.gettext(LEAVE_MESSAGE), CHOICE_MESSAGE),
+            Button(words.gettext(CALL_ME_BACK), CHOICE_CALLBACK),
+            Button(words.gettext(BACK_TO_BOT), CHOICE_BOT),
+        )
+        return [OutgoingMessage(f"{intro} {words.gettext(OFFER_CHOICES)}", buttons)]
+
+    async def _queued_text(
+        self, session: AsyncSession, handoff: Handoff, words: Localizer, now: datetime
+    ) -> OutgoingMessage:
+        position = await queue_position(session, handoff)
+        handoff.notified_at, handoff.notified_position = now, position
+        handling = await typical_handling(session, handoff.team, now)
+        if handling is None:
+            return OutgoingMessage(words.gettext(QUEUED).format(position=position))
+        online = max(await agents_online(session, handoff.team, now), 1)
+        minutes = max(1, math.ceil(math.ceil(position / online) * handling.total_seconds() / 60))
+        return OutgoingMessage(
+            words.gettext(QUEUED_ESTIMATE).format(position=position, minutes=minutes)
+        )
+
+    # --- every message from a citizen, before Rasa ----------------------------------
+    async def intercept(
+        self, citizen_id: str, conversation_id: str, text: str, resolved: str, words: Localizer
+    ) -> list[OutgoingMessage] | None:
+        """The gateway's answer while a person is involved (``[]``: stay silent), or
+        ``None`` when the bot should answer as usual."""
+        async with self.sessions() as session:
+            handoff = await open_handoff(session, citizen_id)
+            if handoff is None:
+                replies = await self._feedback(session, citizen_id, text, words)
+                if replies is None and resolved.startswith("!handoff"):
+                    replies = [OutgoingMessage(words.gettext(EXPIRED_CHOICE))]
+            elif handoff.status == HandoffStatus.CHOOSING:
+                replies = await self._choosing(session, handoff, text, resolved, words)
+            elif handoff.status == HandoffStatus.CLAIMED:
+                replies = []  # the agent reads it in the console
+            elif handoff.kind == HandoffKind.CHAT:
+                replies = await self._waiting(session, handoff, words)
+            else:
+                replies = None  # a message or call-back waits for the next shift
+            await session.commit()
+        return replies
+
+    async def _waiting(
+        self, session: AsyncSession, handoff: Handoff, words: Localizer
+    ) -> list[OutgoingMessage]:
+        """In the queue: a position update at most once per interval (SMS costs money)."""
+        now = utcnow()
+        interval = timedelta(seconds=self.settings.handoff_update_interval_seconds)
+        if handoff.notified_at is not None and as_utc(handoff.notified_at) > now - interval:
+            return []
+        return [await self._queued_text(session, handoff, words, now)]
+
+    async def _choosing(
+        self, session: AsyncSession, handoff: Handoff, text: str, resolved: str, words: Localizer
+    ) -> list[OutgoingMessage] | None:
+        now = utcnow()
+        opening = when_text(self.hours.next_opening(now), words, self.settings.timezone)
+        if handoff.kind == HandoffKind.MESSAGE:  # this text is the message
+            self._queue(handoff, now)
+            return [OutgoingMessage(words.gettext(MESSAGE_TAKEN).format(when=opening))]
+        if handoff.kind == HandoffKind.CALLBACK and handoff.callback_at is not None:
+            return await self._take_number(session, handoff, text, words, now)
+        if handoff.kind == HandoffKind.CALLBACK:
+            if resolved.startswith(SLOT_PREFIX):
+                handoff.callback_at = datetime.fromisoformat(resolved.removeprefix(SLOT_PREFIX))
+                number = await self._known_number(session, handoff)
+                if number is None:
+                    return [OutgoingMessage(words.gettext(ASK_NUMBER))]
+                handoff.callback_number = number
+                self._queue(handoff, now)
+                when = when_text(handoff.callback_at, words, self.settings.timezone)
+                return [OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(when=when))]
+            if resolved != CHOICE_BOT:
+                return [self._slots(words, now)]
+        if resolved == CHOICE_MESSAGE:
+            handoff.kind = HandoffKind.MESSAGE
+            return [OutgoingMessage(words.gettext(WRITE_MESSAGE).format(when=opening))]
+        if resolved == CHOICE_CALLBACK:
+            handoff.kind = HandoffKind.CALLBACK
+            return [self._slots(words, now)]
+        handoff.status, handoff.outcome, handoff.closed_at = HandoffStatus.CLOSED, "declined", now
+        if resolved != CHOICE_BOT:
+            return None  # something else entirely: the bot answers it
+        return [
+            OutgoingMessage(words.gettext(BACK_WITH_BOT)),
+            *await self._resume(session, handoff),
+        ]
+
+    def _queue(self, handoff: Handoff, now: datetime) -> None:
+        handoff.status, handoff.queued_at = HandoffStatus.QUEUED, now
+
+    def _slots(self, words: Localizer, now: datetime) -> OutgoingMessage:
+        slots = self.hours.callback_slots(now, count=self.settings.handoff_callback_slots)
+        buttons = [
+            Button(when_text(start, words, self.settings.timezone), SLOT_PREFIX + start.isoformat())
+            for start, _end in slots
+        ]
+        buttons.append(Button(words.gettext(BACK_TO_BOT), CHOICE_BOT))
+        return OutgoingMessage(words.gettext(CHOOSE_SLOT), tuple(buttons))
+
+    async def _known_number(self, session: AsyncSession, handoff: Handoff) -> str | None:
+        """The citizen's SMS number: the one they write from, or one linked to them."""
+        return await session.scalar(
+            select(ChannelIdentity.external_id)
+            .where(
+                ChannelIdentity.citizen_id == handoff.citizen_id, ChannelIdentity.channel == "sms"
+            )
+            .order_by(ChannelIdentity.last_seen_at.desc())
+            .limit(1)
+        )
+
+    async def _take_number(
+        self, session: AsyncSession, handoff: Handoff, text: str, words: Localizer, now: datetime
+    ) -> list[OutgoingMessage]:
+        try:
+            handoff.callback_number = to_e164(text, self.settings.default_phone_region)
+        except InvalidPhoneNumberError:
+            return [OutgoingMessage(words.gettext(BAD_NUMBER))]
+        self._queue(handoff, now)
+        when = when_text(handoff.callback_at, words, self.settings.timezone)
+        return [OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(when=when))]
+
+    async def _feedback(
+        self, session: AsyncSession, citizen_id: str, text: str, words: Localizer
+    ) -> list[OutgoingMessage] | None:
+        """The answer to "how did our team do?", asked once after a handoff ends."""
+        asked = await session.scalar(
+            select(Handoff)
+            .where(
+                Handoff.citizen_id == citizen_id,
+                Handoff.feedback_asked_at >= utcnow() - FEEDBACK_WINDOW,
+                Handoff.feedback_score.is_(None),
+            )
+            .order_by(Handoff.feedback_asked_at.desc())
+            .limit(1)
+        )
+        if asked is None:
+            return None
+        answer = text.strip().rstrip(".")
+        if answer not in {"1", "2", "3", "4", "5"}:
+            asked.feedback_score = NOT_ANSWERED
+            return None
+        asked.feedback_score = int(answer)
+        logger.info("handoff %s rated %s", asked.id, answer)
+        resumed = await self._resume(session, asked) if asked.outcome == "handed_back" else []
+        return [OutgoingMessage(words.gettext(FEEDBACK_THANKS)), *resumed]
+
+    async def _resume(self, session: AsyncSession, handoff: Handoff) -> list[OutgoingMessage]:
+        """The bot's open question from before the handoff (the form is still waiting)."""
+        if handoff.resume_message_id is None:
+            return []
+        question = await session.get(Message, handoff.resume_message_id)
+        if question is None:
+            return []
+        buttons = tuple(Button(b["title"], b["payload"]) for b in question.buttons or [])
+        return [OutgoingMessage(question.text, buttons)]
+
+    # --- background rounds (every replica; compare-and-set keeps them single) --------
+    async def run_due(self) -> int:
+        """Abandon stale choices, end live waits when the shift ends, update positions."""
+        now = utcnow()
+        done = 0
+        async with self.sessions() as session:
+            abandoned = await session.execute(
+                update(Handoff)
+                .where(
+                    Handoff.status == HandoffStatus.CHOOSING,
+                    Handoff.updated_at < now - CHOOSING_TIMEOUT,
+                )
+                .values(status=HandoffStatus.CLOSED, outcome="abandoned", closed_at=now)
+            )
+            done += int(getattr(abandoned, "rowcount", 0) or 0)
+            waiting = list(
+                await session.scalars(
+                    select(Handoff).where(
+                        Handoff.status == HandoffStatus.QUEUED, Handoff.kind == HandoffKind.CHAT
+                    )
+                )
+            )
+            await session.commit()
+        open_now = self.hours.is_open(now)
+        for handoff in waiting:
+            done += await self._update_one(handoff.id, now, open_now)
+        return done
+
+    async def _update_one(self, handoff_id: str, now: datetime, open_now: bool) -> int:
+        interval = timedelta(seconds=self.settings.handoff_update_interval_seconds)
+        async with self.sessions() as session:
+            handoff = await session.get(Handoff, handoff_id)
+            if handoff is None or handoff.status != HandoffStatus.QUEUED:
+                return 0
+            position = await queue_position(session, handoff)
+            if open_now and not (
+                handoff.notified_position is not None
+                and position < handoff.notified_position
+                and (handoff.notified_at is None or as_utc(handoff.notified_at) <= now - interval)
+            ):
+                return 0
+            # Compare-and-set: of two replicas, only the one that moves notified_at sends.
+            previous = handoff.notified_at
+            claimed = await session.execute(
+                update(Handoff)
+                .where(
+                    Handoff.id == handoff.id,
+                    Handoff.notified_at == previous
+                    if previous is not None
+                    else Handoff.notified_at.is_(None),
+                )
+                .values(notified_at=now, notified_position=position)
+            )
+            if not getattr(claimed, "rowcount", 0):
+                return 0
+            target = await self.recipient(session, handoff)
+            if target is None:
+                await session.commit()
+                return 0
+            if open_now:
+                text = target.words.gettext(STILL_QUEUED).format(position=position)
+            else:  # the shift ended: the request waits, the bot answers meanwhile
+                await session.execute(
+                    update(Handoff).where(Handoff.id == handoff.id).values(kind=HandoffKind.MESSAGE)
+                )
+                when = when_text(self.hours.next_opening(now), target.words, self.settings.timezone)
+                text = target.words.gettext(SHIFT_ENDED).format(when=when)
+            await self.tell(session, target, text)
+            await session.commit()
+        return 1
+
+    async def recipient(self, session: AsyncSession, handoff: Handoff) -> Recipient | None:
+        conversation = await session.get(Conversation, handoff.conversation_id)
+        if conversation is None:
+            return None
+        identity = await session.get(ChannelIdentity, conversation.identity_id)
+        citizen = await session.get(Citizen, conversation.citizen_id)
+        if identity is None or citizen is None:
+            return None
+        words = localizer(citizen.language, self.settings.default_language)
+        return Recipient(conversation, identity, words)
+
+    async def tell(
+        self,
+        session: AsyncSession,
+        target: Recipient,
+        text: str,
+        buttons: tuple[Button, ...] = (),
+        staff_id: str | None = None,
+    ) -> None:
+        await queue_text(
+            session,
+            target.conversation,
+            target.identity,
+            text,
+            target.words,
+            self.settings.sms_segment_budget,
+            buttons=buttons,
+            staff_id=staff_id,
+        )
+
+
+def reasons_from_tracker(events: list[dict[str, object]]) -> str:
+    """Why the citizen is asking: "not_understood" after fallbacks, else "asked"."""
+    intents = []
+    for event in reversed(events):
+        if event.get("event") == "user":
+            parse = event.get("parse_data") or {}
+            intent = (parse.get("intent") or {}) if isinstance(parse, dict) else {}
+            intents.append(intent.get("name") if isinstance(intent, dict) else None)
+        if len(intents) >= 3:
+            break
+    return "not_understood" if "nlu_fallback" in intents[1:] else "asked"
