@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -173,10 +174,16 @@ class Recipient:
 
 
 class Handoffs:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.hours = OfficeHours.from_settings(settings)
+        self.clock = clock  # tests fix it (office hours)
 
     def team_for(self, service_code: str | None) -> str:
         teams = self.settings.handoff_teams
@@ -191,7 +198,7 @@ class Handoffs:
         reason: str,
         resume_message_id: int | None,
     ) -> list[OutgoingMessage]:
-        now = utcnow()
+        now = self.clock()
         existing = await open_handoff(session, conversation.citizen_id)
         if existing is not None and existing.status == HandoffStatus.CLAIMED:
             return [OutgoingMessage(words.gettext(ALREADY_WITH_PERSON))]
@@ -281,7 +288,7 @@ class Handoffs:
         self, session: AsyncSession, handoff: Handoff, words: Localizer
     ) -> list[OutgoingMessage]:
         """In the queue: a position update at most once per interval (SMS costs money)."""
-        now = utcnow()
+        now = self.clock()
         interval = timedelta(seconds=self.settings.handoff_update_interval_seconds)
         if handoff.notified_at is not None and as_utc(handoff.notified_at) > now - interval:
             return []
@@ -290,7 +297,7 @@ class Handoffs:
     async def _choosing(
         self, session: AsyncSession, handoff: Handoff, text: str, resolved: str, words: Localizer
     ) -> list[OutgoingMessage] | None:
-        now = utcnow()
+        now = self.clock()
         opening = when_text(self.hours.next_opening(now), words, self.settings.timezone)
         if handoff.kind == HandoffKind.MESSAGE:  # this text is the message
             self._queue(handoff, now)
@@ -365,7 +372,7 @@ class Handoffs:
             select(Handoff)
             .where(
                 Handoff.citizen_id == citizen_id,
-                Handoff.feedback_asked_at >= utcnow() - FEEDBACK_WINDOW,
+                Handoff.feedback_asked_at >= self.clock() - FEEDBACK_WINDOW,
                 Handoff.feedback_score.is_(None),
             )
             .order_by(Handoff.feedback_asked_at.desc())
@@ -395,7 +402,7 @@ class Handoffs:
     # --- background rounds (every replica; compare-and-set keeps them single) --------
     async def run_due(self) -> int:
         """Abandon stale choices, end live waits when the shift ends, update positions."""
-        now = utcnow()
+        now = self.clock()
         done = 0
         async with self.sessions() as session:
             abandoned = await session.execute(

@@ -2,7 +2,8 @@
 
 The message goes to the identity the citizen applied from, or, when that channel cannot
 push (web chat) or may not be used (opted out, unreachable), to another identity linked
-to the same citizen (SMS, Telegram). It is written in the application's language, stored
+to the same citizen (SMS, Telegram); failing that, to the web chat, where it waits until
+the browser collects it. It is written in the application's language, stored
 in the transcript and queued in the outbox — not sent at night: a delivery due in quiet
 hours waits for the morning. Never to an opted-out number.
 """
@@ -140,7 +141,10 @@ class Notifier:
             and i.unreachable_at is None
         ]
         origin = next((i for i in usable if i.id == application.identity_id), None)
-        return origin or (usable[0] if usable else None)
+        if origin is not None or usable:
+            return origin or usable[0]
+        # Only a web chat: the message waits for the browser to come back and collect it.
+        return next((i for i in identities if i.channel == "webchat"), None)
 
     async def _conversation(self, session: AsyncSession, identity: ChannelIdentity) -> Conversation:
         conversation = await session.scalar(

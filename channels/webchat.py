@@ -1,12 +1,17 @@
 """The web chat: a page at ``/`` and a websocket, for any browser, old phones included.
 
 The browser is identified by a random session cookie the server issues (HttpOnly), never
-by anything the page chooses. Browsers without WebSocket fall back to a plain POST.
-A websocket from another origin is refused (cross-site websocket hijacking).
+by anything the page chooses. Browsers without WebSocket fall back to a plain POST and
+poll for messages. A websocket from another origin is refused (cross-site websocket
+hijacking). What is said outside a reply turn (an agent's reply, a queue update, a
+status notification) waits in the outbox until this browser collects it: pushed on its
+websocket within a second, whichever replica holds the socket.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from pathlib import Path
@@ -18,13 +23,17 @@ from babel import Locale
 from fastapi import APIRouter, Cookie, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
+from bot.db.models import ChannelIdentity, Delivery
+from bot.delivering import collect_webchat
 from bot.i18n import localizer
 from channels.base import Channel, IncomingMessage
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "civicgate_chat"
+PUSH_SECONDS = 1.0  # how often an open websocket looks for messages said outside a turn
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True,
@@ -95,6 +104,15 @@ class WebChatChannel(Channel):
             language = self.page_language(request.headers.get("accept-language"))
             return await self._exchange(session, body.message, language)
 
+        @router.get("/messages")
+        async def waiting_messages(
+            session: Annotated[str | None, Cookie(alias=COOKIE)] = None,
+        ) -> list[dict[str, Any]]:
+            """For browsers without WebSocket: what was said since they last looked."""
+            if not session:
+                raise HTTPException(403, "no chat session; reload the page")
+            return await self._collect(session)
+
         @router.websocket("/ws")
         async def websocket(socket: WebSocket) -> None:
             session = socket.cookies.get(COOKIE)
@@ -103,6 +121,7 @@ class WebChatChannel(Channel):
                 return
             await socket.accept()
             language = self.page_language(socket.headers.get("accept-language"))
+            pusher = asyncio.create_task(self._push(socket, session))
             try:
                 while True:
                     data = await socket.receive_json()
@@ -111,6 +130,10 @@ class WebChatChannel(Channel):
                         await socket.send_json(reply)
             except WebSocketDisconnect:
                 return
+            finally:
+                pusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pusher
 
         return router
 
@@ -122,6 +145,33 @@ class WebChatChannel(Channel):
             )
         )
         return [reply.as_rest_json() for reply in replies]
+
+
+    async def _push(self, socket: WebSocket, session: str) -> None:
+        while True:
+            await asyncio.sleep(PUSH_SECONDS)
+            for message in await self._collect(session):
+                await socket.send_json(message)
+
+    async def _collect(self, session: str) -> list[dict[str, Any]]:
+        async with self.conversations.sessions() as db:
+            identity_id = await db.scalar(
+                select(ChannelIdentity.id).where(
+                    ChannelIdentity.channel == self.name, ChannelIdentity.external_id == session
+                )
+            )
+            if identity_id is None:
+                return []
+            collected = await collect_webchat(db, identity_id)
+            await db.commit()
+        return [_as_json(delivery) for delivery in collected]
+
+
+def _as_json(delivery: Delivery) -> dict[str, Any]:
+    """A stored message as the page shows replies; options answer with their number."""
+    titles = (delivery.keyboard or {}).get("inline") or []
+    buttons = [{"title": title, "payload": str(n)} for n, title in enumerate(titles, start=1)]
+    return {"text": delivery.body, "buttons": buttons} if buttons else {"text": delivery.body}
 
 
 def _same_origin(socket: WebSocket) -> bool:

@@ -57,8 +57,22 @@
     request.send(JSON.stringify({ message: text }));
   }
 
+  function poll() {  /* no WebSocket: collect what was said outside our turns */
+    var request = new XMLHttpRequest();
+    request.open("GET", "/channels/webchat/messages", true);
+    request.onload = function () {
+      if (request.status === 200) {
+        var messages = JSON.parse(request.responseText);
+        for (var i = 0; i < messages.length; i++) { showReply(messages[i]); }
+      }
+      setTimeout(poll, 5000);
+    };
+    request.onerror = function () { setTimeout(poll, 5000); };
+    request.send();
+  }
+
   function connect() {
-    if (!window.WebSocket) { return; }
+    if (!window.WebSocket) { setTimeout(poll, 5000); return; }
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + window.location.host + "/channels/webchat/ws");
     socket.onopen = function () {
