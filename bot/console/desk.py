@@ -34,7 +34,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.handoff import FEEDBACK_QUESTION, Handoffs, Recipient, open_handoff
-from bot.i18n import N_, localizer
+from bot.i18n import N_, Localizer, localizer
 from service_connectors.base import ConnectorError, ServiceConnector, SubmissionRejected
 from service_connectors.catalogue import Catalogue, new_reference
 
@@ -54,11 +54,26 @@ CONTINUE_BY_TEXT = N_(
     "Hello, this is {organisation}. As agreed on the phone, you can write to us here."
     " Reply STOP to stop messages."
 )
-OUTCOMES = ("resolved", "application_filed", "information_given", "called_back", "no_answer")
+# How a conversation ended, for reports: code → label shown to staff.
+OUTCOMES = {
+    "resolved": N_("Resolved"),
+    "application_filed": N_("Application filed"),
+    "information_given": N_("Information given"),
+    "called_back": N_("Called back"),
+    "no_answer": N_("No answer"),
+}
+ROLE_LABELS = {StaffRole.AGENT: N_("Agent"), StaffRole.SUPERVISOR: N_("Supervisor")}
 
 
 class DeskError(Exception):
     """An action the agent cannot take now; the message says why (shown to them)."""
+
+    def __init__(self, message: str, **values: str) -> None:
+        super().__init__(message.format(**values))
+        self.message, self.values = message, values
+
+    def translated(self, words: Localizer) -> str:
+        return words.gettext(self.message).format(**self.values)
 
 
 def may_see(staff: StaffMember, handoff: Handoff) -> bool:
@@ -103,15 +118,15 @@ class Desk:
             .values(status=HandoffStatus.CLAIMED, agent_id=staff.id, claimed_at=utcnow())
         )
         if not getattr(result, "rowcount", 0):
-            raise DeskError("Someone else has already taken this conversation.")
+            raise DeskError(N_("Someone else has already taken this conversation."))
         await session.refresh(handoff)
         audit(session, staff, "claim", handoff)
 
     def _require_owner(self, handoff: Handoff, staff: StaffMember) -> None:
         if handoff.status != HandoffStatus.CLAIMED:
-            raise DeskError("Claim the conversation first.")
+            raise DeskError(N_("Claim the conversation first."))
         if handoff.agent_id != staff.id and staff.role != StaffRole.SUPERVISOR:
-            raise DeskError("Another agent owns this conversation.")
+            raise DeskError(N_("Another agent owns this conversation."))
 
     async def reply(
         self, session: AsyncSession, handoff: Handoff, staff: StaffMember, text: str
@@ -119,7 +134,7 @@ class Desk:
         """The agent's words on the citizen's channel (an SMS is composed and paged)."""
         self._require_owner(handoff, staff)
         if not text.strip():
-            raise DeskError("The reply is empty.")
+            raise DeskError(N_("The reply is empty."))
         target = await self._target(session, handoff)
         await self.handoffs.tell(session, target, text.strip(), staff_id=staff.id)
         audit(session, staff, "reply", handoff, characters=len(text))
@@ -128,7 +143,7 @@ class Desk:
         self, session: AsyncSession, handoff: Handoff, staff: StaffMember, text: str
     ) -> None:
         if not text.strip():
-            raise DeskError("The note is empty.")
+            raise DeskError(N_("The note is empty."))
         session.add(HandoffNote(handoff_id=handoff.id, staff_id=staff.id, text=text.strip()))
         audit(session, staff, "note", handoff)
 
@@ -142,12 +157,12 @@ class Desk:
     ) -> None:
         """To a colleague (they own it now) or back to a team's queue."""
         if handoff.status == HandoffStatus.CLOSED:
-            raise DeskError("This conversation is closed.")
+            raise DeskError(N_("This conversation is closed."))
         if staff.role != StaffRole.SUPERVISOR:
             self._require_owner(handoff, staff)
         if to_staff is not None:
             if not to_staff.active:
-                raise DeskError("That colleague's account is not active.")
+                raise DeskError(N_("That colleague's account is not active."))
             handoff.agent_id, handoff.status = to_staff.id, HandoffStatus.CLAIMED
             handoff.claimed_at = handoff.claimed_at or utcnow()
             audit(session, staff, "transfer", handoff, to_staff=to_staff.username)
@@ -156,7 +171,7 @@ class Desk:
             handoff.status = HandoffStatus.QUEUED
             audit(session, staff, "transfer", handoff, to_team=to_team)
         else:
-            raise DeskError("Choose a colleague or a team.")
+            raise DeskError(N_("Choose a colleague or a team."))
 
     async def hand_back(self, session: AsyncSession, handoff: Handoff, staff: StaffMember) -> None:
         """The bot answers again; the citizen is asked one feedback question, and after
@@ -169,9 +184,9 @@ class Desk:
         self, session: AsyncSession, handoff: Handoff, staff: StaffMember, outcome: str
     ) -> None:
         if outcome not in OUTCOMES:
-            raise DeskError("Choose an outcome.")
+            raise DeskError(N_("Choose an outcome."))
         if handoff.status == HandoffStatus.CLOSED:
-            raise DeskError("This conversation is already closed.")
+            raise DeskError(N_("This conversation is already closed."))
         if handoff.status == HandoffStatus.CLAIMED:
             self._require_owner(handoff, staff)
         handoff.resume_message_id = None  # closed: no question to come back to
@@ -201,10 +216,10 @@ class Desk:
         )
         service = self.catalogue.get(draft.service_code) if draft else None
         if draft is None or service is None:
-            raise DeskError("There is no application in progress.")
+            raise DeskError(N_("There is no application in progress."))
         missing = service.next_missing_field(draft.answers)
         if missing is not None:
-            raise DeskError(f"The application is missing: {missing.label}.")
+            raise DeskError(N_("The application is missing: {field}."), field=missing.label)
         target = await self._target(session, handoff)
         application = Application(
             provisional_reference=new_reference(service.prefix),
@@ -229,7 +244,9 @@ class Desk:
         except SubmissionRejected as rejection:
             await session.delete(application)
             fields = ", ".join(rejection.field_errors) or "unknown"
-            raise DeskError(f"The office refused the application (fields: {fields}).") from None
+            raise DeskError(
+                N_("The office refused the application (fields: {fields})."), fields=fields
+            ) from None
         except ConnectorError as exc:
             logger.warning("application %s kept for retry: %s", application.id, exc)
             application.submit_attempts = 1
@@ -253,7 +270,7 @@ class Desk:
         """The status as the backend reports it now, for the agent to read or relay."""
         application = await session.get(Application, application_id)
         if application is None or application.citizen_id != handoff.citizen_id:
-            raise DeskError("That application is not this citizen's.")
+            raise DeskError(N_("That application is not this citizen's."))
         words = localizer("en")
         text = await status_text(application, words, self.catalogue, self.connectors)
         audit(session, staff, "look_up_status", handoff, application=application.id)
@@ -272,10 +289,10 @@ class Desk:
         """A caller on the phone gets an SMS from us, in their language; their answers
         come to this agent. Never to an opted-out number."""
         if identity.opted_out_at is not None:
-            raise DeskError("This number has opted out of messages (STOP).")
+            raise DeskError(N_("This number has opted out of messages (STOP)."))
         existing = await open_handoff(session, conversation.citizen_id)
         if existing is not None and existing.status == HandoffStatus.CLAIMED:
-            raise DeskError("Another agent already has this citizen's conversation.")
+            raise DeskError(N_("Another agent already has this citizen's conversation."))
         if existing is not None:
             existing.status, existing.outcome = HandoffStatus.CLOSED, "superseded"
             existing.closed_at = utcnow()
@@ -308,5 +325,5 @@ class Desk:
     async def _target(self, session: AsyncSession, handoff: Handoff) -> Recipient:
         target = await self.handoffs.recipient(session, handoff)
         if target is None:
-            raise DeskError("The citizen's conversation is gone.")
+            raise DeskError(N_("The citizen's conversation is gone."))
         return target

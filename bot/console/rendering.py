@@ -18,11 +18,15 @@ _environment = jinja2.Environment(
     autoescape=True,
     extensions=["jinja2.ext.i18n"],
 )
-_words = localizer(CONSOLE_LANGUAGE)
+CONSOLE_WORDS = localizer(CONSOLE_LANGUAGE)
 _environment.install_gettext_callables(  # type: ignore[attr-defined]
-    _words.gettext, _words.ngettext, newstyle=True
+    CONSOLE_WORDS.gettext, CONSOLE_WORDS.ngettext, newstyle=True
 )
 
 
 def render(name: str, **context: Any) -> str:
-    return _environment.get_template(name).render(language=CONSOLE_LANGUAGE, **context)
+    from bot.console.desk import OUTCOMES, ROLE_LABELS
+
+    return _environment.get_template(name).render(
+        language=CONSOLE_LANGUAGE, outcomes=OUTCOMES, roles=ROLE_LABELS, **context
+    )

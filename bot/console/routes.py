@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.console.auth import Acting, SignedIn, Staff, client_address
-from bot.console.desk import OUTCOMES, Desk, DeskError, audit, may_see
-from bot.console.rendering import render
+from bot.console.desk import Desk, DeskError, audit, may_see
+from bot.console.rendering import CONSOLE_WORDS, render
 from bot.console.views import conversation_view, queue_rows, teams_known
 from bot.conversation import ConversationService
 from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, as_utc, utcnow
 from bot.deps import Runtime, RuntimeDep
+from bot.i18n import N_
 from channels.sms.phone import InvalidPhoneNumberError, to_e164
 
 Text = Annotated[str, Form(max_length=4000)]
@@ -83,7 +84,6 @@ def router() -> APIRouter:
                 view=view,
                 colleagues=colleagues,
                 teams=teams,
-                outcomes=OUTCOMES,
                 error=request.query_params.get("error"),
                 notice=request.query_params.get("notice"),
             )
@@ -110,8 +110,10 @@ def router() -> APIRouter:
             except DeskError as error:
                 await session.rollback()
                 if wants_json(request):
-                    return JSONResponse({"error": str(error)}, status.HTTP_409_CONFLICT)
-                return _back(handoff_id, error=str(error))
+                    return JSONResponse(
+                        {"error": error.translated(CONSOLE_WORDS)}, status.HTTP_409_CONFLICT
+                    )
+                return _back(handoff_id, error=error.translated(CONSOLE_WORDS))
             await session.commit()
         await runtime.outbox.send_due()  # the citizen's message now, not at the next round
         if wants_json(request):
@@ -157,7 +159,7 @@ def router() -> APIRouter:
         async def run(session: AsyncSession, handoff: Handoff) -> None:
             colleague = await session.get(StaffMember, to_staff) if to_staff else None
             if to_staff and colleague is None:
-                raise DeskError("No such colleague.")
+                raise DeskError(N_("No such colleague."))
             await desk.transfer(session, handoff, staff.member, colleague, to_team or None)
 
         return await act(request, runtime, staff, handoff_id, run)
@@ -262,7 +264,7 @@ def router() -> APIRouter:
                     team,
                 )
             except DeskError as error:
-                return _error(request, "/console/continue", str(error))
+                return _error(request, "/console/continue", error.translated(CONSOLE_WORDS))
             await session.commit()
         await runtime.outbox.send_due()
         if wants_json(request):
