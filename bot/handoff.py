@@ -27,6 +27,7 @@ from bot.db.models import (
     ChannelIdentity,
     Citizen,
     Conversation,
+    Direction,
     Handoff,
     HandoffKind,
     HandoffStatus,
@@ -471,7 +472,19 @@ class Handoffs:
         return 1
 
     async def recipient(self, session: AsyncSession, handoff: Handoff) -> Recipient | None:
-        conversation = await session.get(Conversation, handoff.conversation_id)
+        """The device the citizen last wrote from (linked devices share one dialogue),
+        else the one the handoff started on."""
+        latest = await session.scalar(
+            select(Message.conversation_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.citizen_id == handoff.citizen_id,
+                Message.direction == Direction.INBOUND,
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        conversation = await session.get(Conversation, latest or handoff.conversation_id)
         if conversation is None:
             return None
         identity = await session.get(ChannelIdentity, conversation.identity_id)

@@ -142,3 +142,54 @@ def test_post_fallback_needs_the_session_cookie(server: ThreadedServer) -> None:
         cookies={"civicgate_chat": chat_cookie(server)},
     ).json()
     assert "empty message" in replies[0]["text"]
+
+
+async def queue_for_browser(database: Path, cookie: str, text: str) -> None:
+    """What an agent's reply or a notification does: a transcript and an outbox row."""
+    from sqlalchemy import select
+
+    from bot.db.models import ChannelIdentity, Conversation
+    from bot.db.session import create_engine, session_factory
+    from bot.delivering import queue_text
+    from bot.i18n import localizer
+    from channels.base import Button
+
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    async with session_factory(engine)() as session:
+        identity = await session.scalar(
+            select(ChannelIdentity).where(ChannelIdentity.external_id == cookie)
+        )
+        assert identity is not None
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.identity_id == identity.id)
+        )
+        assert conversation is not None
+        buttons = (Button("Yes", "/affirm"), Button("No", "/deny"))
+        await queue_text(session, conversation, identity, text, localizer("en"), 3, buttons=buttons)
+        await session.commit()
+    await engine.dispose()
+
+
+async def test_what_is_said_outside_a_turn_reaches_the_browser_once(
+    server: ThreadedServer, tmp_path: Path
+) -> None:
+    import asyncio
+    import json
+
+    cookie = chat_cookie(server)
+    cookies = {"civicgate_chat": cookie}
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies) as client:
+        await client.post("/channels/webchat/messages", json={"message": "hello"})
+        await queue_for_browser(tmp_path / "gateway.db", cookie, "Ada from the call centre here.")
+        with open_socket(server, cookie, server.url) as socket:  # pushed on the websocket
+            pushed = json.loads(await asyncio.to_thread(socket.recv, 10))
+        assert pushed == {
+            "text": "Ada from the call centre here.",
+            "buttons": [{"title": "Yes", "payload": "1"}, {"title": "No", "payload": "2"}],
+        }
+        assert (await client.get("/channels/webchat/messages")).json() == []  # shown once
+        await queue_for_browser(tmp_path / "gateway.db", cookie, "Are you still there?")
+        polled = (await client.get("/channels/webchat/messages")).json()  # no WebSocket
+        assert [m["text"] for m in polled] == ["Are you still there?"]
+    anonymous = httpx.get(f"{server.url}/channels/webchat/messages")
+    assert anonymous.status_code == 403
