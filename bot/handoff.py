@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_skeleton
+from babel.dates import format_skeleton, format_time
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -105,11 +105,14 @@ def is_person_keyword(text: str, supported: tuple[str, ...]) -> bool:
 
 
 def when_text(moment: datetime | None, words: Localizer, zone: str) -> str:
-    """ "Mon, Nov 24, 08:00" in the citizen's language and the office's time zone."""
+    """"Mon, Nov 23 8:00 AM", "lun. 23 nov. 08:00": in the citizen's language and the
+    office's time zone, with plain spaces (CLDR's narrow ones are not GSM-7)."""
     if moment is None:
         return words.gettext(NEXT_OPENING_UNKNOWN)
     local = as_utc(moment).astimezone(ZoneInfo(zone))
-    return format_skeleton("MMMEdHm", local, locale=words.language)
+    day = format_skeleton("MMMEd", local, locale=words.language)
+    hour = format_time(local, "short", locale=words.language)
+    return f"{day} {hour}".replace("\u202f", " ").replace("\u00a0", " ")
 
 
 async def open_handoff(session: AsyncSession, citizen_id: str) -> Handoff | None:

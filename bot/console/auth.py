@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.console.desk import audit
-from bot.console.rendering import render
+from bot.console.rendering import page
 from bot.console.security import (
     LoginOutcome,
     authenticate,
@@ -152,7 +152,7 @@ def _login_page(
     request: Request, runtime: RuntimeDep, error: str | None = None, code: int = 200
 ) -> Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    response = HTMLResponse(render("login.html", csrf=token, error=error), status_code=code)
+    response = page("login.html", code, csrf=token, error=error)
     response.set_cookie(
         LOGIN_COOKIE,
         token,

@@ -7,17 +7,19 @@ script and the API tests use that. Every page view and action is audited.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.console.auth import Acting, SignedIn, Staff, client_address
 from bot.console.desk import Desk, DeskError, audit, may_see
-from bot.console.rendering import CONSOLE_WORDS, render
+from bot.console.rendering import CONSOLE_WORDS, page
 from bot.console.views import conversation_view, queue_rows, teams_known
 from bot.conversation import ConversationService
 from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, as_utc, utcnow
@@ -44,6 +46,55 @@ async def visible_handoff(session: AsyncSession, handoff_id: str, staff: Staff) 
     return handoff
 
 
+DeskAction = Callable[[AsyncSession, Handoff], Awaitable[str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One agent action on one handoff: who, on what, and how to answer."""
+
+    request: Request
+    runtime: Runtime
+    staff: Staff
+    handoff_id: str
+
+    @property
+    def member(self) -> StaffMember:
+        return self.staff.member
+
+    @property
+    def desk(self) -> Desk:
+        return desk_of(self.runtime)
+
+    async def run(self, action: DeskAction) -> Response:
+        """Run ``action`` in one transaction; back to the page (or JSON) with the
+        outcome, or with why it could not be done."""
+        async with self.runtime.sessions() as session:
+            handoff = await visible_handoff(session, self.handoff_id, self.staff)
+            try:
+                notice = await action(session, handoff)
+            except DeskError as error:
+                await session.rollback()
+                explained = error.translated(CONSOLE_WORDS)
+                if wants_json(self.request):
+                    return JSONResponse({"error": explained}, status.HTTP_409_CONFLICT)
+                return _back(self.handoff_id, error=explained)
+            await session.commit()
+        await self.runtime.outbox.send_due()  # the citizen's message now, not next round
+        if wants_json(self.request):
+            return JSONResponse({"ok": True, "notice": notice})
+        return _back(self.handoff_id, notice=notice)
+
+
+async def action_scope(
+    request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting
+) -> Scope:
+    return Scope(request, runtime, staff, handoff_id)
+
+
+ActionScope = Annotated[Scope, Depends(action_scope)]
+
+
 def router() -> APIRouter:
     routes = APIRouter()
 
@@ -51,7 +102,7 @@ def router() -> APIRouter:
     async def queue_page(runtime: RuntimeDep, staff: SignedIn) -> Response:
         async with runtime.sessions() as session:
             rows = await queue_rows(session, staff.member, utcnow())
-        return HTMLResponse(render("queue.html", staff=staff, rows=rows))
+        return page("queue.html", staff=staff, rows=rows)
 
     @routes.get("/api/queue")
     async def queue_json(runtime: RuntimeDep, staff: SignedIn) -> list[dict[str, Any]]:
@@ -77,16 +128,14 @@ def router() -> APIRouter:
             teams = await teams_known(session, runtime.settings)
         if wants_json(request):
             return JSONResponse(view)
-        return HTMLResponse(
-            render(
-                "conversation.html",
-                staff=staff,
-                view=view,
-                colleagues=colleagues,
-                teams=teams,
-                error=request.query_params.get("error"),
-                notice=request.query_params.get("notice"),
-            )
+        return page(
+            "conversation.html",
+            staff=staff,
+            view=view,
+            colleagues=colleagues,
+            teams=teams,
+            error=request.query_params.get("error"),
+            notice=request.query_params.get("notice"),
         )
 
     @routes.get("/api/handoffs/{handoff_id}/messages")
@@ -98,137 +147,64 @@ def router() -> APIRouter:
             view = await conversation_view(session, handoff, runtime.catalogue, after=after)
         return {"messages": view["messages"], "handoff": view["handoff"]}
 
-    async def act(
-        request: Request, runtime: Runtime, staff: Staff, handoff_id: str, action: Any
-    ) -> Response:
-        """Run ``action(session, handoff)`` and answer: back to the page, or JSON."""
-        notice = None
-        async with runtime.sessions() as session:
-            handoff = await visible_handoff(session, handoff_id, staff)
-            try:
-                notice = await action(session, handoff)
-            except DeskError as error:
-                await session.rollback()
-                if wants_json(request):
-                    return JSONResponse(
-                        {"error": error.translated(CONSOLE_WORDS)}, status.HTTP_409_CONFLICT
-                    )
-                return _back(handoff_id, error=error.translated(CONSOLE_WORDS))
-            await session.commit()
-        await runtime.outbox.send_due()  # the citizen's message now, not at the next round
-        if wants_json(request):
-            return JSONResponse({"ok": True, "notice": notice})
-        return _back(handoff_id, notice=notice)
-
     @routes.post("/handoffs/{handoff_id}/claim")
-    async def claim(request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request, runtime, staff, handoff_id, lambda s, h: desk.claim(s, h, staff.member)
-        )
+    async def claim(scope: ActionScope) -> Response:
+        return await scope.run(lambda s, h: scope.desk.claim(s, h, scope.member))
 
     @routes.post("/handoffs/{handoff_id}/reply")
-    async def reply(
-        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting, text: Text
-    ) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request, runtime, staff, handoff_id, lambda s, h: desk.reply(s, h, staff.member, text)
-        )
+    async def reply(scope: ActionScope, text: Text) -> Response:
+        return await scope.run(lambda s, h: scope.desk.reply(s, h, scope.member, text))
 
     @routes.post("/handoffs/{handoff_id}/note")
-    async def note(
-        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting, text: Text
-    ) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request, runtime, staff, handoff_id, lambda s, h: desk.note(s, h, staff.member, text)
-        )
+    async def note(scope: ActionScope, text: Text) -> Response:
+        return await scope.run(lambda s, h: scope.desk.note(s, h, scope.member, text))
 
     @routes.post("/handoffs/{handoff_id}/transfer")
     async def transfer(
-        request: Request,
-        handoff_id: str,
-        runtime: RuntimeDep,
-        staff: Acting,
+        scope: ActionScope,
         to_staff: Annotated[str, Form(max_length=32)] = "",
         to_team: Annotated[str, Form(max_length=64)] = "",
-    ) -> Any:
-        desk = desk_of(runtime)
-
+    ) -> Response:
         async def run(session: AsyncSession, handoff: Handoff) -> None:
             colleague = await session.get(StaffMember, to_staff) if to_staff else None
             if to_staff and colleague is None:
                 raise DeskError(N_("No such colleague."))
-            await desk.transfer(session, handoff, staff.member, colleague, to_team or None)
+            await scope.desk.transfer(session, handoff, scope.member, colleague, to_team or None)
 
-        return await act(request, runtime, staff, handoff_id, run)
+        return await scope.run(run)
 
     @routes.post("/handoffs/{handoff_id}/hand-back")
-    async def hand_back(
-        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting
-    ) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request, runtime, staff, handoff_id, lambda s, h: desk.hand_back(s, h, staff.member)
-        )
+    async def hand_back(scope: ActionScope) -> Response:
+        return await scope.run(lambda s, h: scope.desk.hand_back(s, h, scope.member))
 
     @routes.post("/handoffs/{handoff_id}/close")
-    async def close(
-        request: Request,
-        handoff_id: str,
-        runtime: RuntimeDep,
-        staff: Acting,
-        outcome: Annotated[str, Form(max_length=32)],
-    ) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request,
-            runtime,
-            staff,
-            handoff_id,
-            lambda s, h: desk.close(s, h, staff.member, outcome),
-        )
+    async def close(scope: ActionScope, outcome: Annotated[str, Form(max_length=32)]) -> Response:
+        return await scope.run(lambda s, h: scope.desk.close(s, h, scope.member, outcome))
 
     @routes.post("/handoffs/{handoff_id}/file")
-    async def file_application(
-        request: Request, handoff_id: str, runtime: RuntimeDep, staff: Acting
-    ) -> Any:
-        desk = desk_of(runtime)
-
+    async def file_application(scope: ActionScope) -> Response:
         async def run(session: AsyncSession, handoff: Handoff) -> str:
-            application = await desk.file_application(session, handoff, staff.member)
+            application = await scope.desk.file_application(session, handoff, scope.member)
             reference = application.reference or application.provisional_reference
             return f"Application filed: {reference} ({application.stage})."
 
-        return await act(request, runtime, staff, handoff_id, run)
+        return await scope.run(run)
 
     @routes.post("/handoffs/{handoff_id}/status")
     async def look_up_status(
-        request: Request,
-        handoff_id: str,
-        runtime: RuntimeDep,
-        staff: Acting,
-        application_id: Annotated[str, Form(max_length=32)],
-    ) -> Any:
-        desk = desk_of(runtime)
-        return await act(
-            request,
-            runtime,
-            staff,
-            handoff_id,
-            lambda s, h: desk.look_up_status(s, h, staff.member, application_id),
+        scope: ActionScope, application_id: Annotated[str, Form(max_length=32)]
+    ) -> Response:
+        return await scope.run(
+            lambda s, h: scope.desk.look_up_status(s, h, scope.member, application_id)
         )
 
     @routes.get("/continue", response_class=HTMLResponse)
     async def continue_form(request: Request, runtime: RuntimeDep, staff: SignedIn) -> Response:
-        return HTMLResponse(
-            render(
-                "continue.html",
-                staff=staff,
-                languages=runtime.settings.supported_languages,
-                error=request.query_params.get("error"),
-            )
+        return page(
+            "continue.html",
+            staff=staff,
+            languages=runtime.settings.supported_languages,
+            error=request.query_params.get("error"),
         )
 
     @routes.post("/continue")

@@ -566,7 +566,7 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     assert ana.act(f"{page}/reply", text="Hello, this is Ana from the city.").status_code == 200
     assert query(
         tmp_path, "SELECT direction, text FROM messages WHERE staff_id = ?", ana_id
-    ) == [("out", "Hello, this is Ana from the city.")]
+    ) == [("OUTBOUND", "Hello, this is Ana from the city.")]
     transcript = ana.get(page).json()["messages"]
     assert (transcript[-1]["author"], transcript[-1]["direction"]) == ("Ana", "out")
 
@@ -580,7 +580,7 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     row = handoff_row(tmp_path, handoff_id)
     assert (row["status"], row["outcome"]) == ("closed", "handed_back")
     (last_out,) = query(
-        tmp_path, "SELECT text FROM messages WHERE direction = 'out' ORDER BY id DESC LIMIT 1"
+        tmp_path, "SELECT text FROM messages WHERE direction = 'OUTBOUND' ORDER BY id DESC LIMIT 1"
     )
     assert "How did our team do?" in last_out[0]
 
@@ -948,7 +948,7 @@ def test_an_agent_continues_a_phone_call_by_sms_in_french(
     expected = french.gettext(CONTINUE_BY_TEXT).format(
         organisation=french.gettext(settings.organisation_name)
     )
-    assert query(tmp_path, "SELECT text, staff_id FROM messages WHERE direction = 'out'") == [
+    assert query(tmp_path, "SELECT text, staff_id FROM messages WHERE direction = 'OUTBOUND'") == [
         (expected, ana_id)
     ]
     ((channel, recipient, status, body),) = query(

@@ -48,7 +48,7 @@
       cell(tr, r.agent);
       var link = document.createElement("a");
       link.href = "/console/handoffs/" + r.id;
-      link.textContent = "Open";
+      link.textContent = queue.getAttribute("data-open") || "Open";
       cell(tr, "").appendChild(link);
       body.appendChild(tr);
     }
