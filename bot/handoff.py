@@ -14,7 +14,7 @@ import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
@@ -105,7 +105,7 @@ def is_person_keyword(text: str, supported: tuple[str, ...]) -> bool:
 
 
 def when_text(moment: datetime | None, words: Localizer, zone: str) -> str:
-    """"Mon, Nov 23 8:00 AM", "lun. 23 nov. 08:00": in the citizen's language and the
+    """ "Mon, Nov 23 8:00 AM", "lun. 23 nov. 08:00": in the citizen's language and the
     office's time zone, with plain spaces (CLDR's narrow ones are not GSM-7)."""
     if moment is None:
         return words.gettext(NEXT_OPENING_UNKNOWN)
@@ -309,8 +309,9 @@ class Handoffs:
         if handoff.kind == HandoffKind.CALLBACK and handoff.callback_at is not None:
             return await self._take_number(session, handoff, text, words, now)
         if handoff.kind == HandoffKind.CALLBACK:
-            if resolved.startswith(SLOT_PREFIX):
-                handoff.callback_at = datetime.fromisoformat(resolved.removeprefix(SLOT_PREFIX))
+            slot = self._offered_slot(resolved, now)
+            if slot is not None:
+                handoff.callback_at = slot
                 number = await self._known_number(session, handoff)
                 if number is None:
                     return [OutgoingMessage(words.gettext(ASK_NUMBER))]
@@ -333,6 +334,19 @@ class Handoffs:
             OutgoingMessage(words.gettext(BACK_WITH_BOT)),
             *await self._resume(session, handoff),
         ]
+
+    def _offered_slot(self, resolved: str, now: datetime) -> datetime | None:
+        """The call-back time chosen, in UTC, if it is one we could have offered: in the
+        future and within office hours (a typed look-alike is not trusted)."""
+        if not resolved.startswith(SLOT_PREFIX):
+            return None
+        try:
+            chosen = datetime.fromisoformat(resolved.removeprefix(SLOT_PREFIX))
+        except ValueError:
+            return None
+        if chosen.tzinfo is None or chosen <= now or not self.hours.is_open(chosen):
+            return None
+        return chosen.astimezone(UTC)
 
     def _queue(self, handoff: Handoff, now: datetime) -> None:
         handoff.status, handoff.queued_at = HandoffStatus.QUEUED, now

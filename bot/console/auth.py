@@ -22,6 +22,7 @@ from bot.console.security import (
     close_session,
     csrf_matches,
     find_session,
+    normalise_username,
     open_session,
 )
 from bot.db.models import StaffMember, StaffSession, utcnow
@@ -111,7 +112,8 @@ def router() -> APIRouter:
             client = client_address(request)
             if result.outcome is not LoginOutcome.OK or result.staff is None:
                 action = "login_locked" if result.outcome is LoginOutcome.LOCKED else "login_failed"
-                audit(session, result.staff, action, client=client)
+                # The account tried (staff names are not citizens' data), for lock-out reviews.
+                audit(session, None, action, client=client, username=normalise_username(username))
                 await session.commit()
                 error = (
                     "Too many failed attempts. This account is locked for a while."

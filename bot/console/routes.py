@@ -217,7 +217,7 @@ def router() -> APIRouter:
     ) -> Response:
         settings = runtime.settings
         if language not in settings.supported_languages:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "unsupported language")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unsupported language")
         try:
             number = to_e164(phone, settings.default_phone_region)
         except InvalidPhoneNumberError:
