@@ -146,7 +146,6 @@ class WebChatChannel(Channel):
         )
         return [reply.as_rest_json() for reply in replies]
 
-
     async def _push(self, socket: WebSocket, session: str) -> None:
         while True:
             await asyncio.sleep(PUSH_SECONDS)

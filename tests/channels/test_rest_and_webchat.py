@@ -191,5 +191,5 @@ async def test_what_is_said_outside_a_turn_reaches_the_browser_once(
         await queue_for_browser(tmp_path / "gateway.db", cookie, "Are you still there?")
         polled = (await client.get("/channels/webchat/messages")).json()  # no WebSocket
         assert [m["text"] for m in polled] == ["Are you still there?"]
-    anonymous = httpx.get(f"{server.url}/channels/webchat/messages")
-    assert anonymous.status_code == 403
+    async with httpx.AsyncClient(base_url=server.url) as anonymous:
+        assert (await anonymous.get("/channels/webchat/messages")).status_code == 403
