@@ -115,6 +115,28 @@ def when_text(moment: datetime | None, words: Localizer, zone: str) -> str:
     return f"{day} {hour}".replace("\u202f", " ").replace("\u00a0", " ")
 
 
+def new_handoff(
+    conversation: Conversation,
+    team: str,
+    kind: HandoffKind,
+    status: HandoffStatus,
+    reason: str,
+    now: datetime,
+    **extra: object,
+) -> Handoff:
+    return Handoff(
+        conversation_id=conversation.id,
+        citizen_id=conversation.citizen_id,
+        channel=conversation.channel,
+        team=team,
+        kind=kind,
+        status=status,
+        reason=reason,
+        queued_at=now,
+        **extra,
+    )
+
+
 async def open_handoff(session: AsyncSession, citizen_id: str) -> Handoff | None:
     """The citizen's open handoff (at most one is live at a time in practice)."""
     return await session.scalar(
@@ -220,16 +242,14 @@ class Handoffs:
         )
         team = self.team_for(draft_service)
         live = self.hours.is_open(now) and await agents_online(session, team, now) > 0
-        handoff = Handoff(
-            conversation_id=conversation.id,
-            citizen_id=conversation.citizen_id,
-            channel=conversation.channel,
-            team=team,
-            kind=HandoffKind.CHAT,
-            status=HandoffStatus.QUEUED if live else HandoffStatus.CHOOSING,
-            reason=reason,
+        handoff = new_handoff(
+            conversation,
+            team,
+            HandoffKind.CHAT,
+            HandoffStatus.QUEUED if live else HandoffStatus.CHOOSING,
+            reason,
+            now,
             resume_message_id=resume_message_id,
-            queued_at=now,
         )
         session.add(handoff)
         await session.flush()

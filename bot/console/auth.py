@@ -126,14 +126,7 @@ def router() -> APIRouter:
             audit(session, result.staff, "login", client=client)
             await session.commit()
         response = RedirectResponse("/console", status.HTTP_303_SEE_OTHER)
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            httponly=True,
-            samesite="strict",
-            secure=_cookie_secure(request, runtime),
-            path="/console",
-        )
+        _set_cookie(response, SESSION_COOKIE, token, _cookie_secure(request, runtime))
         response.delete_cookie(LOGIN_COOKIE, path="/console")
         return response
 
@@ -155,12 +148,12 @@ def _login_page(
 ) -> Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
     response = page("login.html", code, csrf=token, error=error)
-    response.set_cookie(
-        LOGIN_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=_cookie_secure(request, runtime),
-        path="/console",
-    )
+    _set_cookie(response, LOGIN_COOKIE, token, _cookie_secure(request, runtime))
     return response
+
+
+def _set_cookie(response: Response, name: str, value: str, secure: bool) -> None:
+    """Console cookies: never readable by scripts, never sent cross-site."""
+    response.set_cookie(
+        name, value, httponly=True, samesite="strict", secure=secure, path="/console"
+    )

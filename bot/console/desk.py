@@ -33,7 +33,7 @@ from bot.db.models import (
     StaffRole,
     utcnow,
 )
-from bot.handoff import FEEDBACK_QUESTION, Handoffs, Recipient, open_handoff
+from bot.handoff import FEEDBACK_QUESTION, Handoffs, Recipient, new_handoff, open_handoff
 from bot.i18n import N_, Localizer, localizer
 from service_connectors.base import ConnectorError, ServiceConnector, SubmissionRejected
 from service_connectors.catalogue import Catalogue, new_reference
@@ -301,16 +301,14 @@ class Desk:
         if citizen is not None and citizen.language is None:
             citizen.language = language
         now = utcnow()
-        handoff = Handoff(
-            conversation_id=conversation.id,
-            citizen_id=conversation.citizen_id,
-            channel=conversation.channel,
-            team=team,
-            kind=HandoffKind.AGENT,
-            status=HandoffStatus.CLAIMED,
-            reason="agent",
+        handoff = new_handoff(
+            conversation,
+            team,
+            HandoffKind.AGENT,
+            HandoffStatus.CLAIMED,
+            "agent",
+            now,
             agent_id=staff.id,
-            queued_at=now,
             claimed_at=now,
         )
         session.add(handoff)
