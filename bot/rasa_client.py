@@ -39,6 +39,19 @@ class RasaClient:
             raise RasaUnavailable(type(exc).__name__) from exc
         return [_to_message(item) for item in response.json() if item.get("text")]
 
+    async def append_events(self, sender_id: str, events: list[dict[str, Any]]) -> None:
+        """Add events to a conversation's tracker (``--enable-api``): how the gateway
+        ends an open form when a person closed the conversation."""
+        try:
+            response = await self._client.post(
+                f"/conversations/{sender_id}/tracker/events",
+                params={**self._params, "include_events": "NONE"},
+                json=events,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RasaUnavailable(type(exc).__name__) from exc
+
     async def status(self) -> dict[str, Any]:
         """``GET /status``: which model is loaded. Raises :class:`RasaUnavailable`."""
         try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.status import status_text
@@ -190,6 +190,11 @@ class Desk:
         if handoff.status == HandoffStatus.CLAIMED:
             self._require_owner(handoff, staff)
         handoff.resume_message_id = None  # closed: no question to come back to
+        await session.execute(  # and no application half-filled by the bot
+            delete(ApplicationDraft).where(
+                ApplicationDraft.conversation_id == handoff.conversation_id
+            )
+        )
         await self._end(session, handoff, outcome, CLOSED_BY_TEAM)
         audit(session, staff, "close", handoff, outcome=outcome)
 

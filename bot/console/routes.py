@@ -7,6 +7,7 @@ script and the API tests use that. Every page view and action is audited.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.actions.general import FORM_SLOTS
+from bot.actions.protocol import active_loop, slot_set
 from bot.console.auth import Acting, SignedIn, Staff, client_address
 from bot.console.desk import Desk, DeskError, audit, may_see
 from bot.console.rendering import CONSOLE_WORDS, page
@@ -25,9 +28,12 @@ from bot.conversation import ConversationService
 from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, as_utc, utcnow
 from bot.deps import Runtime, RuntimeDep
 from bot.i18n import N_
+from bot.rasa_client import RasaUnavailable
 from channels.sms.phone import InvalidPhoneNumberError, to_e164
 
+logger = logging.getLogger(__name__)
 Text = Annotated[str, Form(max_length=4000)]
+DIALOGUE_SLOTS = (*FORM_SLOTS, "requested_slot")
 
 
 def wants_json(request: Request) -> bool:
@@ -179,7 +185,17 @@ def router() -> APIRouter:
 
     @routes.post("/handoffs/{handoff_id}/close")
     async def close(scope: ActionScope, outcome: Annotated[str, Form(max_length=32)]) -> Response:
-        return await scope.run(lambda s, h: scope.desk.close(s, h, scope.member, outcome))
+        dialogues: list[str] = []
+
+        async def run(session: AsyncSession, handoff: Handoff) -> None:
+            await scope.desk.close(session, handoff, scope.member, outcome)
+            conversation = await session.get(Conversation, handoff.conversation_id)
+            dialogues.extend([conversation.rasa_sender] if conversation else [])
+
+        response = await scope.run(run)
+        for dialogue in dialogues:  # closed: the bot starts afresh next time
+            await end_form(scope.runtime, dialogue)
+        return response
 
     @routes.post("/handoffs/{handoff_id}/file")
     async def file_application(scope: ActionScope) -> Response:
@@ -248,6 +264,16 @@ def router() -> APIRouter:
         return RedirectResponse(f"/console/handoffs/{handoff.id}", status.HTTP_303_SEE_OTHER)
 
     return routes
+
+
+async def end_form(runtime: Runtime, dialogue: str) -> None:
+    """Close any form Rasa still has open for ``dialogue``; a failure only leaves the
+    form open (the citizen can still CANCEL), so it is logged, not raised."""
+    events = [active_loop(None), *(slot_set(name, None) for name in DIALOGUE_SLOTS)]
+    try:
+        await runtime.rasa.append_events(dialogue, events)
+    except RasaUnavailable as exc:
+        logger.warning("could not close the form of dialogue %s: %s", dialogue, exc)
 
 
 def _back(handoff_id: str, **message: str | None) -> Response:

@@ -38,14 +38,19 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-@pytest.fixture
-def console(browser: Browser, stack: StackConfig) -> Iterator[Page]:
+@pytest.fixture(scope="module")
+def agent(stack: StackConfig) -> str:
     create_agent(stack, "ada", "general")
+    return "ada"
+
+
+@pytest.fixture
+def console(browser: Browser, stack: StackConfig, agent: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
     page = context.new_page()
     page.goto(stack.gateway_url + "/console")  # not signed in: sent to the login form
     expect(page).to_have_url(stack.gateway_url + "/console/login")
-    page.fill("#username", "ada")
+    page.fill("#username", agent)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
     expect(page.get_by_role("heading", name="Queue")).to_be_visible()
@@ -94,3 +99,31 @@ def test_agent_takes_over_an_sms_conversation_and_hands_back(
     assert "Thank you for your feedback" in phone.text("5")
     # The bot (real Rasa) answers again.
     assert "Reply 1 for Apply for a service" in phone.text("help")
+
+
+def test_closing_ends_the_open_form_and_the_bot_starts_afresh(
+    console: Page, stack: StackConfig, twilio_double: tuple[TwilioDouble, ThreadedServer]
+) -> None:
+    double = twilio_double[0]
+    phone = SmsPhone(stack.gateway_url, PUBLIC_BASE_URL, "+15145550178", double)
+    phone.text("HELP")
+    phone.text("1")  # apply
+    assert "full name" in phone.text("1")  # birth certificate: the form asks a question
+    queued = phone.text("PERSON")  # the keyword, in the middle of the form
+    assert "number 1 in the queue" in queued, queued
+
+    row = console.locator("#queue tbody tr[data-handoff]")
+    expect(row).to_have_count(1, timeout=15_000)
+    row.get_by_role("link", name="Open").click()
+    expect(console.locator("aside")).to_contain_text("Birth certificate")  # the draft
+    console.click("#claim")
+    console.select_option("#outcome", "information_given")
+    console.get_by_role("button", name="Close the conversation").click()
+    expect(console.locator("#handoff-status")).to_contain_text("closed")
+
+    sent = len(double.bodies_to(phone.number))
+    closed = double.wait_for(phone.number, sent)[sent - 1]
+    assert "closed this conversation" in closed and "1 (poor) to 5" in closed
+    # Rasa's form was ended: a greeting, not the form asking which service again.
+    greeting = phone.text("hi")
+    assert greeting.startswith("Hello!") and "Which service" not in greeting, greeting
