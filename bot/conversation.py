@@ -162,9 +162,7 @@ class ConversationService:
                 participant = replace(participant, language=found, language_chosen=True)
         words = localizer(participant.language)
         resolved = await self._resolve_menu_choice(participant, text.strip())
-        with_person = await self.handoffs.intercept(
-            participant.citizen_id, participant.conversation_id, text, resolved, words
-        )
+        with_person = await self.handoffs.intercept(participant.citizen_id, text, resolved, words)
         if with_person is not None:  # a person is involved: the bot stays out of it
             return with_person
         problem = self._input_problem(text, words)

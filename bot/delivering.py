@@ -25,8 +25,9 @@ from bot.db.models import (
     utcnow,
 )
 from bot.i18n import N_, Localizer
+from bot.outbox import outbox_row
 from channels.base import Button, OutgoingMessage, inline_keyboard, numbered_menu
-from channels.sms.composer import compose, count_segments
+from channels.sms.composer import compose
 
 MORE_PROMPT = N_("Reply MORE for the rest.")
 
@@ -69,15 +70,8 @@ async def queue_text(
     )
     session.add(message)
     session.add(
-        Delivery(
-            conversation_id=conversation.id,
-            identity_id=identity.id,
-            channel=identity.channel,
-            recipient=identity.external_id,
-            body=body,
-            keyboard=keyboard,
-            segments=count_segments(body).segments if identity.channel == "sms" else 1,
-            next_attempt_at=due or utcnow(),
+        outbox_row(
+            conversation.id, identity, body, keyboard=keyboard, next_attempt_at=due or utcnow()
         )
     )
     await session.flush()

@@ -234,7 +234,7 @@ class Handoffs:
             existing.status, existing.outcome = HandoffStatus.CLOSED, "superseded"
             existing.closed_at = now
         if existing is not None and existing.status == HandoffStatus.CHOOSING:
-            return self._offer(words, now, nobody_online=self.hours.is_open(now))
+            return self._offer(words, now)
         draft_service = await session.scalar(
             select(ApplicationDraft.service_code).where(
                 ApplicationDraft.conversation_id == conversation.id
@@ -256,10 +256,11 @@ class Handoffs:
         logger.info("conversation %s asked for a person (%s)", conversation.id, reason)
         if live:
             return [await self._queued_text(session, handoff, words, now)]
-        return self._offer(words, now, nobody_online=self.hours.is_open(now))
+        return self._offer(words, now)
 
-    def _offer(self, words: Localizer, now: datetime, nobody_online: bool) -> list[OutgoingMessage]:
-        if nobody_online:
+    def _offer(self, words: Localizer, now: datetime) -> list[OutgoingMessage]:
+        """A message or a call back: open but nobody online, or closed until a time."""
+        if self.hours.is_open(now):
             intro = words.gettext(NOBODY_NOW)
         else:
             when = when_text(self.hours.next_opening(now), words, self.settings.timezone)
@@ -287,7 +288,7 @@ class Handoffs:
 
     # --- every message from a citizen, before Rasa ----------------------------------
     async def intercept(
-        self, citizen_id: str, conversation_id: str, text: str, resolved: str, words: Localizer
+        self, citizen_id: str, text: str, resolved: str, words: Localizer
     ) -> list[OutgoingMessage] | None:
         """The gateway's answer while a person is involved (``[]``: stay silent), or
         ``None`` when the bot should answer as usual."""
@@ -549,16 +550,3 @@ class Handoffs:
             buttons=buttons,
             staff_id=staff_id,
         )
-
-
-def reasons_from_tracker(events: list[dict[str, object]]) -> str:
-    """Why the citizen is asking: "not_understood" after fallbacks, else "asked"."""
-    intents = []
-    for event in reversed(events):
-        if event.get("event") == "user":
-            parse = event.get("parse_data") or {}
-            intent = (parse.get("intent") or {}) if isinstance(parse, dict) else {}
-            intents.append(intent.get("name") if isinstance(intent, dict) else None)
-        if len(intents) >= 3:
-            break
-    return "not_understood" if "nlu_fallback" in intents[1:] else "asked"

@@ -26,7 +26,7 @@ from bot.db.models import (
 )
 from bot.i18n import N_, Localizer, localizer
 from bot.linking import link_phone
-from bot.outbox import Outbox
+from bot.outbox import Outbox, outbox_row
 from bot.privacy import mask
 from bot.sms import MEDIA_ONLY
 from channels.base import (
@@ -229,12 +229,10 @@ class MessengerTurns:
             for number, part in enumerate(parts, start=1):
                 rows.append(
                     Outbox.claimed(
-                        Delivery(
-                            conversation_id=participant.conversation_id,
-                            identity_id=identity.id,
-                            channel=self.channel,
-                            recipient=identity.external_id,
-                            body=part,
+                        outbox_row(
+                            participant.conversation_id,
+                            identity,
+                            part,
                             keyboard=reply.keyboard if number == len(parts) else None,
                         )
                     )

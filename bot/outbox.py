@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +20,7 @@ from bot.db.leases import claim, lease_free
 from bot.db.models import ChannelIdentity, ConsentChange, Delivery, DeliveryStatus, utcnow
 from bot.privacy import mask
 from channels.base import DeliveryError, OutputChannel
+from channels.sms.composer import count_segments
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,22 @@ async def opt_in(session: AsyncSession, identity_id: str, channel: str, trigger:
     )
     session.add(
         ConsentChange(identity_id=identity_id, channel=channel, opted_in=True, trigger=trigger)
+    )
+
+
+def outbox_row(
+    conversation_id: str, identity: ChannelIdentity, body: str, **extra: Any
+) -> Delivery:
+    """A provider message to ``identity`` (its channel and address), SMS segments counted."""
+    segments = count_segments(body).segments if identity.channel == "sms" else 1
+    return Delivery(
+        conversation_id=conversation_id,
+        identity_id=identity.id,
+        channel=identity.channel,
+        recipient=identity.external_id,
+        body=body,
+        segments=segments,
+        **extra,
     )
 
 

@@ -28,11 +28,10 @@ from bot.db.models import (
 )
 from bot.delivering import first_page
 from bot.i18n import N_, Localizer, localizer
-from bot.outbox import Outbox, opt_in, opt_out
+from bot.outbox import Outbox, opt_in, opt_out, outbox_row
 from bot.privacy import mask
 from bot.settings import Settings
 from channels.base import OutgoingMessage, numbered_menu
-from channels.sms.composer import count_segments
 from channels.sms.keywords import Keyword, recognise, status_reference
 from service_connectors.base import ServiceConnector
 from service_connectors.catalogue import Catalogue
@@ -157,14 +156,8 @@ class SmsTurns:
         self, exchange: Exchange, body: str, ignore_opt_out: bool = False
     ) -> Delivery:
         delivery = Outbox.claimed(
-            Delivery(
-                conversation_id=exchange.conversation.id,
-                identity_id=exchange.identity.id,
-                channel=self.channel,
-                recipient=exchange.identity.external_id,
-                body=body,
-                segments=count_segments(body).segments,
-                ignore_opt_out=ignore_opt_out,
+            outbox_row(
+                exchange.conversation.id, exchange.identity, body, ignore_opt_out=ignore_opt_out
             )
         )
         exchange.session.add(delivery)

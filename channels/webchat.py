@@ -111,7 +111,7 @@ class WebChatChannel(Channel):
             """For browsers without WebSocket: what was said since they last looked."""
             if not session:
                 raise HTTPException(403, "no chat session; reload the page")
-            return await self._collect(session)
+            return await self._collect(await self._identity(session))
 
         @router.websocket("/ws")
         async def websocket(socket: WebSocket) -> None:
@@ -147,20 +147,25 @@ class WebChatChannel(Channel):
         return [reply.as_rest_json() for reply in replies]
 
     async def _push(self, socket: WebSocket, session: str) -> None:
+        identity_id = None  # found once: a browser's identity never changes
         while True:
             await asyncio.sleep(PUSH_SECONDS)
-            for message in await self._collect(session):
+            identity_id = identity_id or await self._identity(session)
+            for message in await self._collect(identity_id):
                 await socket.send_json(message)
 
-    async def _collect(self, session: str) -> list[dict[str, Any]]:
+    async def _identity(self, session: str) -> str | None:
         async with self.conversations.sessions() as db:
-            identity_id = await db.scalar(
+            return await db.scalar(
                 select(ChannelIdentity.id).where(
                     ChannelIdentity.channel == self.name, ChannelIdentity.external_id == session
                 )
             )
-            if identity_id is None:
-                return []
+
+    async def _collect(self, identity_id: str | None) -> list[dict[str, Any]]:
+        if identity_id is None:  # the browser has not written yet
+            return []
+        async with self.conversations.sessions() as db:
             collected = await collect_webchat(db, identity_id)
             await db.commit()
         return [_as_json(delivery) for delivery in collected]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 from sqlalchemy import delete, select
 
 from bot.actions.context import ActionContext
@@ -10,7 +13,6 @@ from bot.actions.protocol import active_loop
 from bot.actions.registry import action
 from bot.conversation import LANGUAGE_SET
 from bot.db.models import ApplicationDraft, Direction, Message
-from bot.handoff import reasons_from_tracker
 from bot.i18n import N_, language_name, localizer
 from channels.base import Button
 from service_connectors.answers import match_option
@@ -78,16 +80,22 @@ async def cancel(ctx: ActionContext) -> None:
         ctx.say(ctx._(N_("There is nothing to cancel. Reply HELP to see what I can do.")))
 
 
-def _consecutive_fallbacks(ctx: ActionContext) -> int:
-    count = 0
+def _recent_intents(ctx: ActionContext) -> Iterator[str | None]:
+    """The intents of the citizen's messages, newest first."""
     for event in reversed(ctx.call.tracker.events):
-        if event.get("event") != "user":
-            continue
-        intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-        if intent != "nlu_fallback":
-            break
-        count += 1
+        if event.get("event") == "user":
+            yield ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+
+
+def _consecutive_fallbacks(ctx: ActionContext) -> int:
+    count = sum(1 for _ in itertools.takewhile(lambda i: i == "nlu_fallback", _recent_intents(ctx)))
     return max(count, 1)
+
+
+def _handoff_reason(ctx: ActionContext) -> str:
+    """ "not_understood" when the bot missed one of the two messages before, else "asked"."""
+    before = list(itertools.islice(_recent_intents(ctx), 1, 3))
+    return "not_understood" if "nlu_fallback" in before else "asked"
 
 
 @action("action_fallback")
@@ -122,7 +130,7 @@ async def talk_to_human(ctx: ActionContext) -> None:
             .order_by(Message.id.desc())
             .limit(1)
         )
-    reason = reasons_from_tracker(ctx.call.tracker.events)
+    reason = _handoff_reason(ctx)
     for reply in await ctx.handoffs.request(
         ctx.session, ctx.conversation, ctx.words, reason, resume
     ):

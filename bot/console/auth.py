@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
@@ -25,13 +26,14 @@ from bot.console.security import (
     normalise_username,
     open_session,
 )
-from bot.db.models import StaffMember, StaffSession, utcnow
+from bot.db.models import StaffMember, StaffSession, as_utc, utcnow
 from bot.deps import RuntimeDep
 from bot.settings import Environment
 
 SESSION_COOKIE = "civicgate_console"
 LOGIN_COOKIE = "civicgate_console_login"
 CSRF_HEADER = "x-csrf-token"
+ONLINE_REFRESH = timedelta(seconds=30)  # well inside bot.handoff.ONLINE_WINDOW (90 s)
 
 
 class LoginRequired(Exception):  # noqa: N818 (an outcome, handled in bot.console.routes)
@@ -50,6 +52,13 @@ class Staff:
         return self.session.csrf_token
 
 
+def mark_online(member: StaffMember, now: datetime) -> None:
+    """ "Online" for routing and the wait estimate (bot.handoff.ONLINE_WINDOW); written
+    at most every ONLINE_REFRESH, not on every request and every second of a stream."""
+    if member.last_seen_at is None or as_utc(member.last_seen_at) <= now - ONLINE_REFRESH:
+        member.last_seen_at = now
+
+
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -63,7 +72,7 @@ async def current_staff(request: Request, runtime: RuntimeDep) -> Staff:
         if found is None:
             raise LoginRequired
         staff_session, member = found
-        member.last_seen_at = utcnow()  # "online" for the queue's wait estimate
+        mark_online(member, utcnow())
         await session.commit()
     return Staff(member, staff_session)
 

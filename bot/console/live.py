@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
-from bot.console.auth import SignedIn
+from bot.console.auth import SignedIn, mark_online
 from bot.console.routes import visible_handoff
 from bot.console.views import last_message_id, queue_fingerprint
-from bot.db.models import Handoff, StaffMember, utcnow
+from bot.db.models import StaffMember, utcnow
 from bot.deps import Runtime, RuntimeDep
 
 POLL_SECONDS = 1.0
@@ -32,7 +31,7 @@ def _event(name: str, data: object) -> str:
 
 
 async def _changes(
-    request: Request, runtime: Runtime, staff_id: str, handoff_id: str | None
+    request: Request, runtime: Runtime, staff_id: str, citizen_id: str | None
 ) -> AsyncIterator[str]:
     fingerprint, latest, polls = None, None, 0
     yield "retry: 2000\n\n"
@@ -43,14 +42,9 @@ async def _changes(
             member = await session.get(StaffMember, staff_id)
             if member is None or not member.active:
                 return
-            member.last_seen_at = utcnow()
+            mark_online(member, utcnow())
             now_fingerprint = await queue_fingerprint(session, member)
-            now_latest = None
-            if handoff_id is not None:
-                citizen_id = await session.scalar(
-                    select(Handoff.citizen_id).where(Handoff.id == handoff_id)
-                )
-                now_latest = await last_message_id(session, citizen_id) if citizen_id else None
+            now_latest = await last_message_id(session, citizen_id) if citizen_id else None
             await session.commit()
         if now_fingerprint != fingerprint:
             fingerprint = now_fingerprint
@@ -73,11 +67,12 @@ def router() -> APIRouter:
     async def events(
         request: Request, runtime: RuntimeDep, staff: SignedIn, handoff: str | None = None
     ) -> StreamingResponse:
+        citizen_id = None  # whose transcript the page shows: looked up once per stream
         if handoff is not None:
             async with runtime.sessions() as session:
-                await visible_handoff(session, handoff, staff)
+                citizen_id = (await visible_handoff(session, handoff, staff)).citizen_id
         return StreamingResponse(
-            _changes(request, runtime, staff.member.id, handoff),
+            _changes(request, runtime, staff.member.id, citizen_id),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 from fastapi.responses import HTMLResponse
 
+from bot.console.desk import OUTCOMES, ROLE_LABELS
 from bot.i18n import localizer
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -26,8 +27,6 @@ _environment.install_gettext_callables(  # type: ignore[attr-defined]
 
 
 def render(name: str, **context: Any) -> str:
-    from bot.console.desk import OUTCOMES, ROLE_LABELS
-
     return _environment.get_template(name).render(
         language=CONSOLE_LANGUAGE, outcomes=OUTCOMES, roles=ROLE_LABELS, **context
     )

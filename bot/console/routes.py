@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,7 +25,7 @@ from bot.console.desk import Desk, DeskError, audit, may_see
 from bot.console.rendering import CONSOLE_WORDS, page
 from bot.console.views import conversation_view, queue_rows, teams_known
 from bot.conversation import ConversationService
-from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, as_utc, utcnow
+from bot.db.models import ChannelIdentity, Conversation, Handoff, StaffMember, utcnow
 from bot.deps import Runtime, RuntimeDep
 from bot.i18n import N_
 from bot.rasa_client import RasaUnavailable
@@ -238,7 +238,9 @@ def router() -> APIRouter:
             number = to_e164(phone, settings.default_phone_region)
         except InvalidPhoneNumberError:
             return _error(request, "/console/continue", "That is not a phone number we can text.")
-        conversations = ConversationService(settings, runtime.sessions, runtime.rasa)
+        conversations = ConversationService(
+            settings, runtime.sessions, runtime.rasa, runtime.handoffs
+        )
         participant = await conversations.participant("sms", number)
         team = (staff.member.teams or [settings.handoff_default_team])[0]
         async with runtime.sessions() as session:
@@ -291,10 +293,4 @@ def _error(request: Request, url: str, error: str) -> Response:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
-
-
-def minutes_since(moment: datetime, now: datetime) -> int:
-    return max(0, int((now - as_utc(moment)).total_seconds() // 60))

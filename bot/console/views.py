@@ -71,17 +71,14 @@ async def queue_rows(
 
 async def queue_fingerprint(session: AsyncSession, staff: StaffMember) -> str:
     """Changes whenever the visible queue does (for the live stream)."""
-    rows = await session.execute(
-        select(Handoff.id, Handoff.status, Handoff.team, Handoff.agent_id, Handoff.updated_at)
+    handoffs = await session.scalars(
+        select(Handoff)
         .where(Handoff.status.in_((HandoffStatus.QUEUED, HandoffStatus.CLAIMED)))
         .order_by(Handoff.id)
     )
-    visible = [
-        f"{r.id}:{r.status}:{r.agent_id}:{r.updated_at}"
-        for r in rows
-        if staff.role == "supervisor" or r.team in (staff.teams or []) or r.agent_id == staff.id
-    ]
-    return "|".join(visible)
+    return "|".join(
+        f"{h.id}:{h.status}:{h.agent_id}:{h.updated_at}" for h in handoffs if may_see(staff, h)
+    )
 
 
 async def last_message_id(session: AsyncSession, citizen_id: str) -> int:

@@ -719,7 +719,7 @@ class CitizenSide:
     async def say(self, text: str) -> list[OutgoingMessage] | None:
         resolved = choose_option(text, self.options) or text
         replies = await self.handoffs.intercept(
-            self.conversation.citizen_id, self.conversation.id, text, resolved, self.words
+            self.conversation.citizen_id, text, resolved, self.words
         )
         self._remember(replies or [])
         return replies
