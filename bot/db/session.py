@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bot.db.sqlite import one_trip_creator
+
 
 def async_url(url: str) -> str:
     """Accept plain ``sqlite://`` / ``postgresql://`` URLs and pick the async driver."""
@@ -27,7 +29,7 @@ def create_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 30}}
+        kwargs = {"async_creator": one_trip_creator(url, timeout=30)}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
