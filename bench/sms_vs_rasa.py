@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import statistics
@@ -83,12 +84,57 @@ class Arrivals(list[dict[str, str]]):
             self.loop.call_soon_threadsafe(inbox.put_nowait, (arrived, item.get("Body", "")))
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU time of a process and (``descendants``) its live descendants,
+    such as uvicorn's workers, so far (Linux ``/proc``)."""
+    if not descendants:
+        fields = _stat(pid)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(_stat(int(stat.parent.name))[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    family, total = [pid], 0.0
+    while family:
+        member = family.pop()
+        family.extend(child for child, parent in parents.items() if parent == member)
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def stack_processes(stack: StackConfig) -> dict[str, int]:
+    """The stack's processes, found by the port each listens on (``/proc/*/cmdline``)."""
+    wanted = {"gateway": str(stack.gateway_port), "rasa": str(stack.rasa_port),
+              "backend": str(stack.backend_port)}  # fmt: skip
+    found = {"bench": os.getpid()}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for name, port in wanted.items():
+            if port.encode() in argv and b"python" in argv[0]:
+                found[name] = int(cmdline.parent.name)
+    return found
+
+
 @dataclass
 class Phase:
     latencies: list[float] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
     missing: int = 0
     wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process → CPU seconds in the phase
 
     def record(self, answer: tuple[float, str] | None) -> str:
         if answer is None:
@@ -99,10 +145,17 @@ class Phase:
         return answer[1]
 
 
+PROCESSES: dict[str, int] = {}  # filled once the stack runs
+
+
 async def run_phase(jobs: list[Awaitable[str | None]], phase: Phase) -> list[str | None]:
+    before = {name: cpu_seconds(pid, name != "bench") for name, pid in PROCESSES.items()}
     start = time.perf_counter()
     results = await asyncio.gather(*jobs)
     phase.wall = time.perf_counter() - start
+    phase.cpu = {
+        name: cpu_seconds(pid, name != "bench") - before[name] for name, pid in PROCESSES.items()
+    }
     return list(results)
 
 
@@ -208,10 +261,14 @@ def report(label: str, phase: Phase) -> None:
         f"throughput {throughput(phase):6.2f} msg/s  p50 {percentile(phase.latencies, 50):.3f} s  "
         f"p99 {percentile(phase.latencies, 99):.3f} s  no reply {phase.missing}"
     )
+    if phase.cpu and n:
+        shares = "  ".join(f"{name} {1000 * cpu / n:5.1f}" for name, cpu in phase.cpu.items())
+        print(f"{'':12} CPU ms per message: {shares}")
 
 
 async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace) -> None:
     arrivals.loop = asyncio.get_running_loop()
+    PROCESSES.update(stack_processes(stack))
     limits = httpx.Limits(max_connections=4 * args.conversations + 10)
     async with httpx.AsyncClient(timeout=REPLY_TIMEOUT, limits=limits) as client:
 
@@ -250,7 +307,8 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
         extra = sum(inbox.qsize() for inbox in arrivals.inboxes.values())
 
     print(f"\nconversations {args.conversations}, rounds {args.rounds}, "
-          f"{len(SEQUENCE)} messages per round, 2-core loopback stack")  # fmt: skip
+          f"{len(SEQUENCE)} messages per round, gateway workers {args.gateway_workers}, "
+          f"{os.cpu_count()}-core loopback stack")  # fmt: skip
     report("alone NLU", alone)
     report("alone STATUS", alone_fast)
     ratio = percentile(alone.latencies, 50) / percentile(alone_fast.latencies, 50)
@@ -287,6 +345,10 @@ def main() -> None:
         help="paced phase: seconds a citizen takes between a reply and the next message",
     )  # fmt: skip
     parser.add_argument("--no-paced", dest="think", action="store_const", const=None)
+    parser.add_argument(
+        "--gateway-workers", type=int, default=1, metavar="N",
+        help="uvicorn worker processes for the gateway (replicas on one machine)",
+    )  # fmt: skip
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="civicgate-bench-"))
     print(f"data and logs: {data_dir}", flush=True)
@@ -302,6 +364,7 @@ def main() -> None:
             backend_port=free_port(),
             data_dir=data_dir,
             gateway_extra_env=extra_env,
+            gateway_workers=args.gateway_workers,
         )
         with running_stack(config, model, logs=data_dir) as stack:
             asyncio.run(bench(stack, arrivals, args))

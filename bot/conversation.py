@@ -84,11 +84,15 @@ async def load_sender(
     session: AsyncSession, conversation_id: str, default_language: str
 ) -> tuple[Participant, Conversation, ChannelIdentity]:
     """Who wrote a stored message, loaded once for a background turn (SMS, Telegram)."""
-    conversation = await session.get(Conversation, conversation_id)
-    assert conversation is not None
-    identity = await session.get(ChannelIdentity, conversation.identity_id)
-    citizen = await session.get(Citizen, conversation.citizen_id)
-    assert identity is not None and citizen is not None
+    row = (
+        await session.execute(
+            select(Conversation, ChannelIdentity, Citizen)
+            .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+            .join(Citizen, Citizen.id == Conversation.citizen_id)
+            .where(Conversation.id == conversation_id)
+        )
+    ).one()
+    conversation, identity, citizen = row
     participant = Participant(
         citizen.id,
         identity.id,
@@ -140,11 +144,20 @@ class ConversationService:
         return Accepted(participant, message_id)
 
     async def respond(
-        self, participant: Participant, text: str, language_hint: str | None = None
+        self,
+        participant: Participant,
+        text: str,
+        language_hint: str | None = None,
+        session: AsyncSession | None = None,
     ) -> list[OutgoingMessage]:
         """The bot's replies to ``text``: a polite answer to odd input, a language
         switch, a device command, else Rasa's. ``language_hint`` (the browser's or the
-        messenger app's language) is used until the citizen's language is known."""
+        messenger app's language) is used until the citizen's language is known. A
+        caller's ``session`` serves the checks before Rasa and is committed before the
+        engine is asked (no transaction stays open while it thinks)."""
+        if session is None:
+            async with self.sessions() as own:
+                return await self.respond(participant, text, language_hint, own)
         supported = self.settings.supported_languages
         wanted = language_keyword(text, supported)
         if wanted is not None:  # "FR", "русский": at any time, even mid-form
@@ -161,8 +174,10 @@ class ConversationService:
                 await self._set_language(participant.citizen_id, found)
                 participant = replace(participant, language=found, language_chosen=True)
         words = localizer(participant.language)
-        resolved = await self._resolve_menu_choice(participant, text.strip())
-        with_person = await self.handoffs.intercept(participant.citizen_id, text, resolved, words)
+        resolved = await self._resolve_menu_choice(session, participant, text.strip())
+        with_person = await self.handoffs.intercept(
+            participant.citizen_id, text, resolved, words, session
+        )
         if with_person is not None:  # a person is involved: the bot stays out of it
             return with_person
         problem = self._input_problem(text, words)
@@ -174,6 +189,7 @@ class ConversationService:
         text = resolved
         if is_person_keyword(text, supported):
             text = TALK_TO_HUMAN
+        await session.commit()  # (intercept committed already: no trip to the database)
         try:
             return await self.rasa.send(participant.rasa_sender, text)
         except RasaUnavailable as exc:
@@ -228,19 +244,20 @@ class ConversationService:
             replies.append(OutgoingMessage(question.text, buttons))
         return replies
 
-    async def _resolve_menu_choice(self, participant: Participant, text: str) -> str:
+    async def _resolve_menu_choice(
+        self, session: AsyncSession, participant: Participant, text: str
+    ) -> str:
         """A digit or an option's exact title answering the last menu → that option's
         payload, which Rasa takes as the intent without running the NLU."""
-        async with self.sessions() as session:
-            buttons = await session.scalar(
-                select(Message.buttons)
-                .where(
-                    Message.conversation_id == participant.conversation_id,
-                    Message.direction == Direction.OUTBOUND,
-                )
-                .order_by(Message.id.desc())
-                .limit(1)
+        buttons = await session.scalar(
+            select(Message.buttons)
+            .where(
+                Message.conversation_id == participant.conversation_id,
+                Message.direction == Direction.OUTBOUND,
             )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
         payload = choose_option(text, buttons or [])
         return payload if payload is not None else text
 

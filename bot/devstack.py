@@ -104,6 +104,8 @@ class StackConfig:
     backend_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # More settings for the gateway (e.g. TWILIO_* pointing at a loopback double).
     gateway_extra_env: dict[str, str] = field(default_factory=dict)
+    # uvicorn worker processes: replicas of the stateless gateway on one machine.
+    gateway_workers: int = 1
 
     @property
     def gateway_url(self) -> str:
@@ -236,6 +238,7 @@ def running_stack(
                 "--port",
                 str(config.gateway_port),
                 "--no-access-log",
+                *(["--workers", str(config.gateway_workers)] if config.gateway_workers > 1 else []),
             ],
             gateway_env,
             log("gateway"),

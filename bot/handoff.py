@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import (
@@ -288,26 +288,62 @@ class Handoffs:
 
     # --- every message from a citizen, before Rasa ----------------------------------
     async def intercept(
-        self, citizen_id: str, text: str, resolved: str, words: Localizer
+        self,
+        citizen_id: str,
+        text: str,
+        resolved: str,
+        words: Localizer,
+        session: AsyncSession | None = None,
     ) -> list[OutgoingMessage] | None:
         """The gateway's answer while a person is involved (``[]``: stay silent), or
-        ``None`` when the bot should answer as usual."""
-        async with self.sessions() as session:
-            handoff = await open_handoff(session, citizen_id)
-            if handoff is None:
-                replies = await self._feedback(session, citizen_id, text, words)
-                if replies is None and resolved.startswith("!handoff"):
-                    replies = [OutgoingMessage(words.gettext(EXPIRED_CHOICE))]
-            elif handoff.status == HandoffStatus.CHOOSING:
-                replies = await self._choosing(session, handoff, text, resolved, words)
-            elif handoff.status == HandoffStatus.CLAIMED:
-                replies = []  # the agent reads it in the console
-            elif handoff.kind == HandoffKind.CHAT:
-                replies = await self._waiting(session, handoff, words)
-            else:
-                replies = None  # a message or call-back waits for the next shift
-            await session.commit()
+        ``None`` when the bot should answer as usual. Runs in ``session`` if given, and
+        commits it."""
+        if session is None:
+            async with self.sessions() as own:
+                return await self.intercept(citizen_id, text, resolved, words, own)
+        handoff, asked = await self._involved(session, citizen_id)
+        if handoff is None:
+            replies = await self._feedback(session, asked, text, words)
+            if replies is None and resolved.startswith("!handoff"):
+                replies = [OutgoingMessage(words.gettext(EXPIRED_CHOICE))]
+        elif handoff.status == HandoffStatus.CHOOSING:
+            replies = await self._choosing(session, handoff, text, resolved, words)
+        elif handoff.status == HandoffStatus.CLAIMED:
+            replies = []  # the agent reads it in the console
+        elif handoff.kind == HandoffKind.CHAT:
+            replies = await self._waiting(session, handoff, words)
+        else:
+            replies = None  # a message or call-back waits for the next shift
+        await session.commit()
         return replies
+
+    async def _involved(
+        self, session: AsyncSession, citizen_id: str
+    ) -> tuple[Handoff | None, Handoff | None]:
+        """The citizen's open handoff and the latest one awaiting its rating, in one query
+        (every message asks; nearly always neither exists)."""
+        since = self.clock() - FEEDBACK_WINDOW
+        rows = await session.scalars(
+            select(Handoff).where(
+                Handoff.citizen_id == citizen_id,
+                or_(
+                    Handoff.status.in_(OPEN_HANDOFF),
+                    and_(Handoff.feedback_asked_at >= since, Handoff.feedback_score.is_(None)),
+                ),
+            )
+        )
+        found = list(rows)
+        open_ones = [h for h in found if h.status in OPEN_HANDOFF]
+        asked = [
+            h
+            for h in found
+            if h.feedback_asked_at is not None
+            and as_utc(h.feedback_asked_at) >= since
+            and h.feedback_score is None
+        ]
+        handoff = max(open_ones, key=lambda h: as_utc(h.queued_at), default=None)
+        latest = max(asked, key=lambda h: as_utc(h.feedback_asked_at or h.queued_at), default=None)
+        return handoff, latest
 
     async def _waiting(
         self, session: AsyncSession, handoff: Handoff, words: Localizer
@@ -404,19 +440,9 @@ class Handoffs:
         return [OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(when=when))]
 
     async def _feedback(
-        self, session: AsyncSession, citizen_id: str, text: str, words: Localizer
+        self, session: AsyncSession, asked: Handoff | None, text: str, words: Localizer
     ) -> list[OutgoingMessage] | None:
         """The answer to "how did our team do?", asked once after a handoff ends."""
-        asked = await session.scalar(
-            select(Handoff)
-            .where(
-                Handoff.citizen_id == citizen_id,
-                Handoff.feedback_asked_at >= self.clock() - FEEDBACK_WINDOW,
-                Handoff.feedback_score.is_(None),
-            )
-            .order_by(Handoff.feedback_asked_at.desc())
-            .limit(1)
-        )
         if asked is None:
             return None
         answer = text.strip().rstrip(".")

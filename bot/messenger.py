@@ -70,7 +70,7 @@ class Effects:
 
     answer: tuple[str, str | None] | None = None  # callback query id, notice
     close: str | None = None  # provider id of a message whose keyboard goes away
-    deliveries: list[int] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 class MessengerTurns:
@@ -103,8 +103,8 @@ class MessengerTurns:
             await self.sender.answer_choice(*effects.answer)
         if effects.close is not None:
             await self.sender.close_keyboard(effects.close)
-        for delivery_id in effects.deliveries:
-            await self.outbox.send_claimed(delivery_id)
+        for delivery in effects.deliveries:
+            await self.outbox.send_claimed(delivery)
 
     async def _before_dialogue(
         self,
@@ -239,4 +239,4 @@ class MessengerTurns:
                 )
         session.add_all(rows)
         await session.flush()
-        effects.deliveries = [row.id for row in rows]
+        effects.deliveries = rows

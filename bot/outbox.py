@@ -102,9 +102,12 @@ class Outbox:
         delivery.lease_until = utcnow() + CLAIM_LEASE
         return delivery
 
-    async def send_claimed(self, delivery_id: int) -> int:
-        """Send a row this replica created claimed; 1 if the provider took it."""
-        return await self._send(delivery_id)
+    async def send_claimed(self, delivery: Delivery) -> int:
+        """Send a row this replica created claimed (as committed; not read again); 1 if the
+        provider took it."""
+        async with self.sessions() as session:
+            session.add(delivery)
+            return await self._deliver(session, delivery)
 
     async def send_due(self, limit: int = 50) -> int:
         """Claim and send due rows, oldest first; how many were sent."""
@@ -130,32 +133,43 @@ class Outbox:
     async def _send(self, delivery_id: int) -> int:
         async with self.sessions() as session:
             delivery = await session.get(Delivery, delivery_id)
-            identity = (
-                await session.get(ChannelIdentity, delivery.identity_id) if delivery else None
-            )
-            if delivery is None or identity is None:
+            if delivery is None:
                 return 0
-            if identity.unreachable_at is not None or (
-                identity.opted_out_at is not None and not delivery.ignore_opt_out
-            ):
-                delivery.status = DeliveryStatus.SUPPRESSED
-                delivery.lease_until = None
-                await session.commit()
-                return 0
-            delivery.attempts += 1
-            try:
-                provider_id = await self.senders[delivery.channel].deliver(
-                    delivery.recipient, delivery.body, delivery.keyboard
+            return await self._deliver(session, delivery)
+
+    async def _deliver(self, session: AsyncSession, delivery: Delivery) -> int:
+        """Hand ``delivery`` to its provider unless the recipient opted out (read now) or
+        is unreachable; commits ``session``."""
+        reachable = (
+            await session.execute(
+                select(ChannelIdentity.opted_out_at, ChannelIdentity.unreachable_at).where(
+                    ChannelIdentity.id == delivery.identity_id
                 )
-            except DeliveryError as error:
-                await self._failed(session, delivery, error)
-                await session.commit()
-                return 0
-            delivery.provider_id = provider_id
-            delivery.status = DeliveryStatus.ACCEPTED
+            )
+        ).first()
+        if (
+            reachable is None
+            or reachable.unreachable_at is not None
+            or (reachable.opted_out_at is not None and not delivery.ignore_opt_out)
+        ):
+            delivery.status = DeliveryStatus.SUPPRESSED
             delivery.lease_until = None
             await session.commit()
-            return 1
+            return 0
+        delivery.attempts += 1
+        try:
+            provider_id = await self.senders[delivery.channel].deliver(
+                delivery.recipient, delivery.body, delivery.keyboard
+            )
+        except DeliveryError as error:
+            await self._failed(session, delivery, error)
+            await session.commit()
+            return 0
+        delivery.provider_id = provider_id
+        delivery.status = DeliveryStatus.ACCEPTED
+        delivery.lease_until = None
+        await session.commit()
+        return 1
 
     async def _failed(
         self, session: AsyncSession, delivery: Delivery, error: DeliveryError

@@ -98,7 +98,7 @@ class SmsTurns:
             delivery = await self._finish(exchange, turn)
             await session.commit()
         if delivery is not None:
-            await self.outbox.send_claimed(delivery.id)
+            await self.outbox.send_claimed(delivery)
 
     async def _exchange(self, session: AsyncSession, message: Message) -> Exchange:
         participant, conversation, identity = await load_sender(
@@ -133,8 +133,10 @@ class SmsTurns:
         status = await self._status_fast_path(session, message.text, exchange.participant, words)
         if status is not None:
             return Turn([OutgoingMessage(status)])
-        await session.commit()  # release the database while the engine thinks
-        return Turn(await self.conversations.respond(exchange.participant, message.text))
+        # respond() commits this session before it asks the engine
+        return Turn(
+            await self.conversations.respond(exchange.participant, message.text, None, session)
+        )
 
     async def _finish(self, exchange: Exchange, turn: Turn) -> Delivery | None:
         """Transcript, the outbox row and "processed", in the caller's one transaction;

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
 from bot.actions.handlers import ACTIONS
@@ -46,8 +47,7 @@ async def run_action(call: ActionCall, runtime: Annotated[Runtime, Depends(get_r
             status_code=404,
         )
     async with runtime.sessions() as session:
-        conversation = await session.get(Conversation, call.sender_id)
-        citizen = await session.get(Citizen, conversation.citizen_id) if conversation else None
+        conversation, citizen = await _conversation_and_citizen(session, call.sender_id)
         if conversation is None or citizen is None:
             return JSONResponse(
                 {"action_name": call.next_action, "error": "unknown conversation"}, status_code=400
@@ -68,6 +68,20 @@ async def run_action(call: ActionCall, runtime: Annotated[Runtime, Depends(get_r
         await _record_intent(session, ctx)
         await session.commit()
     return {"events": ctx.events, "responses": ctx.responses}
+
+
+async def _conversation_and_citizen(
+    session: AsyncSession, conversation_id: str
+) -> tuple[Conversation | None, Citizen | None]:
+    """Rasa's sender and who they are, in one query (every action and response asks)."""
+    row = (
+        await session.execute(
+            select(Conversation, Citizen)
+            .join(Citizen, Citizen.id == Conversation.citizen_id)
+            .where(Conversation.id == conversation_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 async def _record_intent(session: Any, ctx: ActionContext) -> None:
@@ -91,8 +105,7 @@ async def nlg(
     call: NlgCall, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> Any:
     async with runtime.sessions() as session:
-        conversation = await session.get(Conversation, call.tracker.sender_id)
-        citizen = await session.get(Citizen, conversation.citizen_id) if conversation else None
+        _conversation, citizen = await _conversation_and_citizen(session, call.tracker.sender_id)
     language = citizen.language if citizen else None
     words = localizer(language, runtime.settings.default_language)
     rendered = render_response(runtime.responses, call.response, words)
