@@ -164,15 +164,19 @@ class MessengerTurns:
             if not await self._asks_location(session, participant):
                 return [Reply(words.gettext(LOCATION_UNUSED))]
             text = f"{float(data['latitude']):.5f}, {float(data['longitude']):.5f}"
-            return self._from_dialogue(await self.conversations.respond(participant, text))
+            return self._from_dialogue(
+                await self.conversations.respond(participant, text, None, session)
+            )
         if kind == "start":
             hint = data.get("language_code")
-            replies = self._from_dialogue(await self.conversations.respond(participant, "hi", hint))
+            replies = self._from_dialogue(
+                await self.conversations.respond(participant, "hi", hint, session)
+            )
             keyboard = contact_keyboard(words.gettext(SHARE_PHONE))
             return [*replies, Reply(words.gettext(SHARE_PHONE_OFFER), keyboard)]
         hint = data.get("language_code")
         return self._from_dialogue(
-            await self.conversations.respond(participant, message.text, hint)
+            await self.conversations.respond(participant, message.text, hint, session)
         )
 
     @staticmethod
