@@ -83,8 +83,8 @@ async def cancel(ctx: ActionContext) -> None:
 def _recent_intents(ctx: ActionContext) -> Iterator[str | None]:
     """The intents of the citizen's messages, newest first."""
     for event in reversed(ctx.call.tracker.events):
-        if event.get("event") == "user":
-            yield ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+        if event.event == "user":
+            yield event.intent
 
 
 def _consecutive_fallbacks(ctx: ActionContext) -> int:

@@ -1,19 +1,47 @@
-"""The wire format of Rasa 3.6's action server protocol (what ``RemoteAction`` sends)."""
+"""The wire format of Rasa 3.6's action server protocol (what ``RemoteAction`` sends).
+
+Every action and NLG call carries the conversation's whole event history (tens of kB
+after a few turns). Only what the handlers read is modelled, and the body is parsed
+straight from JSON (:func:`parsed_body`), so the rest is skipped, not built as dicts.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-class Tracker(BaseModel):
+class _Read(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+
+class Intent(_Read):
+    name: str | None = None
+
+
+class ParseData(_Read):
+    intent: Intent | None = None
+
+
+class Event(_Read):
+    """A tracker event, as far as the handlers look: its type and a message's intent."""
+
+    event: str = ""
+    parse_data: ParseData | None = None
+
+    @property
+    def intent(self) -> str | None:
+        return self.parse_data.intent.name if self.parse_data and self.parse_data.intent else None
+
+
+class Tracker(_Read):
     sender_id: str
     slots: dict[str, Any] = Field(default_factory=dict)
     latest_message: dict[str, Any] = Field(default_factory=dict)
-    events: list[dict[str, Any]] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
     active_loop: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -33,6 +61,23 @@ class NlgCall(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     tracker: Tracker
     channel: dict[str, Any] = Field(default_factory=dict)
+
+
+Call = TypeVar("Call", bound=BaseModel)
+
+
+def parsed_body(model: type[Call]) -> Callable[[Request], Awaitable[Call]]:
+    """A dependency that validates the request body as ``model`` in one pass from JSON
+    (422 with pydantic's errors, as FastAPI answers a body it cannot read)."""
+
+    async def parse(request: Request) -> Call:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False, include_context=False, include_input=False)
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+
+    return parse
 
 
 def slot_set(name: str, value: Any) -> dict[str, Any]:

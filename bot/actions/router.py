@@ -12,14 +12,14 @@ import logging
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
 from bot.actions.handlers import ACTIONS
-from bot.actions.protocol import ActionCall, NlgCall
+from bot.actions.protocol import ActionCall, NlgCall, parsed_body
 from bot.db.models import Citizen, Conversation, Direction, Message
 from bot.deps import Runtime, get_runtime
 from bot.i18n import localizer
@@ -39,7 +39,10 @@ def require_rasa(
 
 
 @router.post("/actions", dependencies=[Depends(require_rasa)])
-async def run_action(call: ActionCall, runtime: Annotated[Runtime, Depends(get_runtime)]) -> Any:
+async def run_action(
+    call: Annotated[ActionCall, Depends(parsed_body(ActionCall))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> Any:
     handler = ACTIONS.get(call.next_action)
     if handler is None:
         return JSONResponse(
@@ -102,7 +105,8 @@ async def _record_intent(session: Any, ctx: ActionContext) -> None:
 
 @router.post("/nlg", dependencies=[Depends(require_rasa)])
 async def nlg(
-    call: NlgCall, request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+    call: Annotated[NlgCall, Depends(parsed_body(NlgCall))],
+    runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Any:
     async with runtime.sessions() as session:
         _conversation, citizen = await _conversation_and_citizen(session, call.tracker.sender_id)

@@ -8,6 +8,12 @@ project's hot paths the trips cost more CPU than SQLite itself (``docs/performan
 together in one trip; rows are fetched eagerly, as SQLAlchemy's adapter does anyway for
 ordinary cursors.
 
+Writers take turns in the event loop (:class:`WriteTurns`): a transaction's first write
+waits for the previous writer's commit in a FIFO queue, instead of in SQLite's busy
+handler, which sleeps 1, 2, 5 … up to 100 ms between looks at the lock and so turns a
+queue of short transactions into a long latency tail. SQLite's busy timeout stays the
+fallback across processes.
+
 It relies on two aiosqlite internals that have been stable since 0.17: ``_execute``
 (queue a callable on the connection's thread) and ``_conn`` (the ``sqlite3`` connection).
 ``pyproject.toml`` bounds the aiosqlite version accordingly.
@@ -15,6 +21,7 @@ It relies on two aiosqlite internals that have been stable since 0.17: ``_execut
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -24,6 +31,34 @@ from sqlalchemy.engine import make_url
 
 Row = tuple[Any, ...]
 _Outcome = tuple[Any, int, int | None, list[Row]]  # description, rowcount, lastrowid, rows
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _writes(sql: str) -> bool:
+    return sql.lstrip()[:7].upper().startswith(_WRITES)
+
+
+class WriteTurns:
+    """One writing transaction at a time among a process's connections to one database,
+    queued first come, first served (SQLite allows one writer anyway)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:  # an engine reused on a new loop
+            self._lock, self._loop = asyncio.Lock(), loop
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self.timeout)
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+
+    def release(self) -> None:
+        if self._lock is not None and self._lock.locked():
+            self._lock.release()
 
 
 class OneTripCursor:
@@ -48,9 +83,14 @@ class OneTripCursor:
         self, method: Callable[..., sqlite3.Cursor], sql: str, parameters: Any
     ) -> OneTripCursor:
         connection = self._connection
-        outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
-            _statement, connection, method, sql, parameters
-        )
+        if _writes(sql):
+            await connection.take_write_turn()
+        try:
+            outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
+                _statement, connection, method, sql, parameters
+            )
+        finally:
+            connection.end_write_turn_if_done()
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
@@ -96,8 +136,56 @@ def _statement(
 
 
 class OneTripConnection(aiosqlite.Connection):
+    def __init__(self, *args: Any, writes: WriteTurns | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._writes = writes
+        self._writing = False
+
+    async def take_write_turn(self) -> None:
+        """Before a write that would open a transaction: wait for the writer before."""
+        if self._writes is None or self._writing:
+            return
+        await self._writes.acquire()
+        self._writing = True
+
+    def end_write_turn_if_done(self) -> None:
+        """After a statement, commit or rollback: the next writer's turn once no
+        transaction is open (also when a write failed before opening one)."""
+        if self._writing and (self._connection is None or not self._connection.in_transaction):
+            self._writing = False
+            assert self._writes is not None
+            self._writes.release()
+
     def cursor(self) -> OneTripCursor:  # type: ignore[override]  # no trip to open one
         return OneTripCursor(self)
+
+    async def commit(self) -> None:
+        try:
+            if not self._idle():  # else nothing to commit: sqlite3 would do nothing either
+                await super().commit()
+        finally:
+            self.end_write_turn_if_done()
+
+    async def rollback(self) -> None:
+        """Also what the pool does to every connection it gets back: after a read-only
+        session there is no transaction, and the trip would only wake two threads."""
+        try:
+            if not self._idle():
+                await super().rollback()
+        finally:
+            self.end_write_turn_if_done()
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self.end_write_turn_if_done()
+
+    def _idle(self) -> bool:
+        """No transaction open (read without a trip: the connection's statements are
+        awaited one at a time, so none runs on its thread now)."""
+        connection = self._connection
+        return connection is not None and not connection.in_transaction
 
 
 def one_trip_creator(url: str, timeout: float = 30.0) -> Callable[[], OneTripConnection]:
@@ -109,8 +197,10 @@ def one_trip_creator(url: str, timeout: float = 30.0) -> Callable[[], OneTripCon
             database, timeout=timeout, check_same_thread=False, uri=database.startswith("file:")
         )
 
+    writes = WriteTurns(timeout)
+
     def create() -> OneTripConnection:
-        connection = OneTripConnection(connector, iter_chunk_size=64)
+        connection = OneTripConnection(connector, iter_chunk_size=64, writes=writes)
         connection._thread.daemon = True  # as SQLAlchemy does: never block interpreter exit
         return connection
 
