@@ -8,6 +8,7 @@ committed before it is processed, and a provider message id seen before is answe
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.db.models import ChannelIdentity, Citizen, Conversation, Direction, Message, utcnow
 from bot.handoff import TALK_TO_HUMAN, Handoffs, is_person_keyword
 from bot.i18n import N_, Localizer, language_name, localizer
+from bot.inbound import Lease
 from bot.languages import detect, language_keyword
 from bot.linking import (
     CODE_VALID_FOR,
@@ -60,10 +62,15 @@ ENGINE_DOWN_MESSAGE = N_(
 )
 
 
+# Takes the background lease in the transaction that stores the message (bot.inbound).
+Claim = Callable[[AsyncSession, str], Awaitable[Lease | None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     participant: Participant
     message_id: int
+    lease: Lease | None = None  # what ``claim`` took, if asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,21 +134,25 @@ class ConversationService:
         await self.record_replies(accepted.participant, incoming.channel, replies, accepted)
         return replies
 
-    async def accept(self, incoming: IncomingMessage) -> Accepted | None:
-        """Find the sender and commit the message; ``None`` if this provider id was seen.
-        A known sender costs one transaction (the common case on a webhook's hot path)."""
+    async def accept(
+        self, incoming: IncomingMessage, claim: Claim | None = None
+    ) -> Accepted | None:
+        """Find the sender and commit the message (and what ``claim`` takes, in the same
+        transaction); ``None`` if this provider id was seen. A known sender costs one
+        transaction (the common case on a webhook's hot path)."""
         async with self.sessions() as session:
             participant = await self._find(session, incoming.channel, incoming.sender)
             if participant is not None:
-                message_id = await self._store_inbound(session, participant, incoming)
+                stored = await self._store_inbound(session, participant, incoming, claim)
         if participant is None:  # first contact: create, then store (never two sessions held)
             participant = await self.participant(incoming.channel, incoming.sender)
             async with self.sessions() as session:
-                message_id = await self._store_inbound(session, participant, incoming)
-        if message_id is None:
+                stored = await self._store_inbound(session, participant, incoming, claim)
+        if stored is None:
             logger.info("duplicate message %s ignored", incoming.external_id)
             return None
-        return Accepted(participant, message_id)
+        message_id, lease = stored
+        return Accepted(participant, message_id, lease)
 
     async def respond(
         self,
@@ -337,8 +348,12 @@ class ConversationService:
         )
 
     async def _store_inbound(
-        self, session: AsyncSession, participant: Participant, incoming: IncomingMessage
-    ) -> int | None:
+        self,
+        session: AsyncSession,
+        participant: Participant,
+        incoming: IncomingMessage,
+        claim: Claim | None = None,
+    ) -> tuple[int, Lease | None] | None:
         """Commit the message before processing; ``None`` if this provider id was seen."""
         await session.execute(
             update(Conversation)
@@ -356,11 +371,13 @@ class ConversationService:
         )
         session.add(message)
         try:
+            await session.flush()
+            lease = await claim(session, participant.conversation_id) if claim else None
             await session.commit()
         except IntegrityError:
             await session.rollback()
             return None
-        return message.id
+        return message.id, lease
 
     async def record_replies(
         self,

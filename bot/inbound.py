@@ -1,10 +1,14 @@
 """Background processing of inbound messages: in order per conversation, on any replica.
 
-Webhook channels (SMS) store a message, answer the provider at once and process it
-here. A short lease on the conversation row makes one replica at a time drain its
-unprocessed messages, oldest first; whoever fails to take the lease leaves the message
-to the holder, which looks again after releasing it. A periodic sweep picks up what a
-crashed replica left behind once its lease has expired.
+Webhook channels (SMS, Telegram) store a message, answer the provider at once and process
+it here. A short lease on the conversation row makes one drain at a time process its
+unprocessed messages, oldest first. The webhook takes the lease in the transaction that
+stores the message (:meth:`InboundWorker.claim`); a webhook that finds it taken leaves its
+message to the holder. The handler gives the lease back in its own last transaction
+(:meth:`Lease.settle`), unless another message waits, which it then keeps the lease for.
+Both sides write the conversation row before they look, so a message is never left
+between a release and a failed claim. A periodic sweep picks up what a crashed replica
+left behind once its lease has expired.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, select, update
@@ -23,8 +28,28 @@ from bot.db.models import Conversation, Direction, Message, utcnow
 
 logger = logging.getLogger(__name__)
 
-# Processes one stored inbound message and marks it processed (in its own transaction).
-InboundHandler = Callable[[Message], Awaitable[None]]
+
+@dataclass(eq=False)
+class Lease:
+    """One drain's hold on a conversation. Its token is its own, so a late release can
+    never free the hold of the drain after it (on the same replica or another)."""
+
+    worker: InboundWorker
+    conversation_id: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    next_message: Message | None = None  # the oldest waiting message, to process next
+    settled: bool = False
+
+    async def settle(self, session: AsyncSession) -> None:
+        """In the handler's last transaction, after the message is marked processed and
+        before the commit: release the conversation, or keep it for the next message."""
+        await self.worker.settle_in(session, self)
+        self.settled = True
+
+
+# Processes one stored inbound message, marks it processed and settles the lease, in its
+# last transaction (a handler that fails or does not settle is settled for).
+InboundHandler = Callable[[Message, Lease], Awaitable[None]]
 
 
 class InboundWorker:
@@ -39,16 +64,16 @@ class InboundWorker:
         self.handlers = dict(handlers)
         self.lease = lease
         self.stale_after = stale_after
-        self.owner = uuid.uuid4().hex
         self._tasks: set[asyncio.Task[None]] = set()
 
     def register(self, channel: str, handler: InboundHandler) -> None:
         """Process ``channel``'s stored messages with ``handler`` (a webhook channel)."""
         self.handlers[channel] = handler
 
-    def schedule(self, conversation_id: str) -> None:
-        """Drain the conversation in the background (the webhook returns meanwhile)."""
-        task = asyncio.create_task(self.drain(conversation_id))
+    def schedule(self, conversation_id: str, lease: Lease | None = None) -> None:
+        """Drain the conversation in the background (the webhook returns meanwhile),
+        with the ``lease`` the webhook claimed, or after taking it."""
+        task = asyncio.create_task(self.drain(conversation_id, lease))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -57,19 +82,41 @@ class InboundWorker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def drain(self, conversation_id: str) -> None:
-        while True:
-            taken, message = await self._acquire(conversation_id)
-            if not taken:
-                return  # another worker holds the lease and will see our message
+    async def drain(self, conversation_id: str, lease: Lease | None = None) -> None:
+        lease = lease or await self._acquire(conversation_id)
+        while lease is not None and lease.next_message is not None:
+            message, lease.next_message, lease.settled = lease.next_message, None, False
             try:
-                while message is not None:
-                    await self._process(message)
-                    message = await self._renew_for_next(conversation_id)
+                await self._process(message, lease)
             finally:
-                waiting = await self._release(conversation_id)
-            if not waiting:
-                return  # nothing arrived between our last look and the release
+                if not lease.settled:
+                    await self._settle_alone(lease)
+
+    async def claim(self, session: AsyncSession, conversation_id: str) -> Lease | None:
+        """In the transaction that stored a message (after the write to its conversation
+        row): the lease if it was free, with the oldest waiting message; ``None`` if
+        another drain holds it and will find the message when it settles."""
+        lease = Lease(self, conversation_id)
+        now = utcnow()
+        if not await take_lease(
+            session, Conversation, conversation_id, now, self.lease, lease_owner=lease.token
+        ):
+            return None
+        lease.next_message = await session.scalar(self._oldest_waiting(conversation_id))
+        return lease
+
+    async def settle_in(self, session: AsyncSession, lease: Lease) -> None:
+        """Release first (the row write orders us after any webhook that stored a
+        message meanwhile), then look: keep the lease if a message waits."""
+        await session.execute(
+            update(Conversation).where(self._mine(lease)).values(lease_owner=None, lease_until=None)
+        )
+        lease.next_message = await session.scalar(self._oldest_waiting(lease.conversation_id))
+        if lease.next_message is not None and not await take_lease(
+            session, Conversation, lease.conversation_id, utcnow(), self.lease,
+            lease_owner=lease.token,
+        ):  # fmt: skip
+            lease.next_message = None  # ours had run out and another drain holds it
 
     async def sweep(self) -> None:
         """Drain conversations whose messages wait longer than they should (a crash)."""
@@ -89,20 +136,23 @@ class InboundWorker:
         for conversation_id in conversation_ids:
             await self.drain(conversation_id)
 
-    async def _process(self, message: Message) -> None:
+    async def _process(self, message: Message, lease: Lease) -> None:
         handler = self.handlers[message.channel]
         try:
-            await handler(message)
+            await handler(message, lease)
         except Exception:  # a bug must not wedge the conversation: log, move on
             logger.exception("inbound message %s failed; marked processed", message.id)
+            lease.settled = False  # its transaction may not have committed
             async with self.sessions() as session:
                 await session.execute(
                     update(Message).where(Message.id == message.id).values(processed_at=utcnow())
                 )
                 await session.commit()
 
-    def _mine(self, conversation_id: str) -> ColumnElement[bool]:
-        return and_(Conversation.id == conversation_id, Conversation.lease_owner == self.owner)
+    def _mine(self, lease: Lease) -> ColumnElement[bool]:
+        return and_(
+            Conversation.id == lease.conversation_id, Conversation.lease_owner == lease.token
+        )
 
     def _oldest_waiting(self, conversation_id: str) -> Select[Message]:
         return (
@@ -117,41 +167,21 @@ class InboundWorker:
             .limit(1)
         )
 
-    async def _acquire(self, conversation_id: str) -> tuple[bool, Message | None]:
-        """Take the conversation's lease if it is free; and its oldest waiting message."""
-        now = utcnow()
+    async def _acquire(self, conversation_id: str) -> Lease | None:
+        """Take the conversation's lease if it is free and a message waits."""
         async with self.sessions() as session:
-            taken = await take_lease(
-                session, Conversation, conversation_id, now, self.lease, lease_owner=self.owner
-            )
-            if not taken:
+            lease = await self.claim(session, conversation_id)
+            if lease is None:
                 await session.rollback()
-                return False, None
-            message = await session.scalar(self._oldest_waiting(conversation_id))
+                return None
+            if lease.next_message is None:
+                await self.settle_in(session, lease)
             await session.commit()
-        return True, message
+        return lease if lease.next_message is not None else None
 
-    async def _renew_for_next(self, conversation_id: str) -> Message | None:
-        """The oldest waiting message, with the lease extended to process it."""
+    async def _settle_alone(self, lease: Lease) -> None:
+        """Settle in a transaction of its own, for a handler that did not (it failed, or
+        its commit did): idempotent, as the release names our token only."""
         async with self.sessions() as session:
-            message = await session.scalar(self._oldest_waiting(conversation_id))
-            if message is not None:
-                await session.execute(
-                    update(Conversation)
-                    .where(self._mine(conversation_id))
-                    .values(lease_until=utcnow() + self.lease)
-                )
-                await session.commit()
-        return message
-
-    async def _release(self, conversation_id: str) -> bool:
-        """Give the lease back; whether a message is waiting (it arrived while we held it,
-        and its webhook found the lease taken)."""
-        async with self.sessions() as session:
-            await session.execute(
-                update(Conversation)
-                .where(self._mine(conversation_id))
-                .values(lease_owner=None, lease_until=None)
-            )
+            await self.settle_in(session, lease)
             await session.commit()
-            return await session.scalar(self._oldest_waiting(conversation_id)) is not None

@@ -25,6 +25,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.i18n import N_, Localizer, localizer
+from bot.inbound import Lease
 from bot.linking import link_phone
 from bot.outbox import Outbox, outbox_row
 from bot.privacy import mask
@@ -83,7 +84,7 @@ class MessengerTurns:
         self.channel = channel
         self.sender = sender
 
-    async def handle(self, message: Message) -> None:
+    async def handle(self, message: Message, lease: Lease) -> None:
         effects = Effects()
         async with self.sessions() as session:
             participant, conversation, identity = await load_sender(
@@ -98,6 +99,7 @@ class MessengerTurns:
                 await session.commit()  # release the database while the engine thinks
                 replies = await self._replies(session, participant, conversation, message, words)
             await self._finish(session, participant, identity, message, replies, effects)
+            await lease.settle(session)
             await session.commit()
         if effects.answer is not None:
             await self.sender.answer_choice(*effects.answer)

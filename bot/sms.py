@@ -28,6 +28,7 @@ from bot.db.models import (
 )
 from bot.delivering import first_page
 from bot.i18n import N_, Localizer, localizer
+from bot.inbound import Lease
 from bot.outbox import Outbox, opt_in, opt_out, outbox_row
 from bot.privacy import mask
 from bot.settings import Settings
@@ -91,11 +92,12 @@ class SmsTurns:
         self.connectors = connectors
         self.channel = channel
 
-    async def handle(self, message: Message) -> None:
+    async def handle(self, message: Message, lease: Lease) -> None:
         async with self.sessions() as session:
             exchange = await self._exchange(session, message)
             turn = await self._turn(exchange)
             delivery = await self._finish(exchange, turn)
+            await lease.settle(session)
             await session.commit()
         if delivery is not None:
             await self.outbox.send_claimed(delivery)

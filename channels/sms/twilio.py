@@ -147,10 +147,11 @@ class TwilioSmsChannel(Channel):
                     text=params.get("Body", ""),
                     external_id=params.get("MessageSid") or None,
                     metadata={"media_count": int(params.get("NumMedia", "0") or 0)},
-                )
+                ),
+                claim=self.services.inbound.claim,
             )
-            if accepted is not None:
-                self.services.inbound.schedule(accepted.participant.conversation_id)
+            if accepted is not None and accepted.lease is not None:  # else the holder's
+                self.services.inbound.schedule(accepted.lease.conversation_id, accepted.lease)
             return Response(EMPTY_TWIML, media_type="application/xml")
 
         @router.post("/twilio/status")
