@@ -82,7 +82,7 @@ async def cancel(ctx: ActionContext) -> None:
 
 def _recent_intents(ctx: ActionContext) -> Iterator[str | None]:
     """The intents of the citizen's messages, newest first."""
-    for event in reversed(ctx.call.tracker.events):
+    for event in reversed(ctx.call.events):
         if event.event == "user":
             yield event.intent
 

@@ -2,7 +2,8 @@
 
 Every action and NLG call carries the conversation's whole event history (tens of kB
 after a few turns). Only what the handlers read is modelled, and the body is parsed
-straight from JSON (:func:`parsed_body`), so the rest is skipped, not built as dicts.
+straight from JSON (:func:`parsed_body`), so the rest is skipped, not built as dicts;
+the events themselves are read only by the handlers that ask (:attr:`ActionCall.events`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 
 class _Read(BaseModel):
@@ -41,17 +42,31 @@ class Tracker(_Read):
     sender_id: str
     slots: dict[str, Any] = Field(default_factory=dict)
     latest_message: dict[str, Any] = Field(default_factory=dict)
-    events: list[Event] = Field(default_factory=list)
     active_loop: dict[str, Any] = Field(default_factory=dict)
 
 
-class ActionCall(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _EventsOnly(_Read):
+    class _Tracker(_Read):
+        events: list[Event] = Field(default_factory=list)
 
+    tracker: _Tracker
+
+
+class ActionCall(_Read):
     next_action: str
     sender_id: str
     tracker: Tracker
     version: str | None = None
+    _body: bytes = PrivateAttr(default=b"")
+    _events: list[Event] | None = PrivateAttr(default=None)
+
+    @property
+    def events(self) -> list[Event]:
+        """The tracker's events, oldest first, read from the body on first use."""
+        if self._events is None:
+            found = _EventsOnly.model_validate_json(self._body) if self._body else None
+            self._events = found.tracker.events if found else []
+        return self._events
 
 
 class NlgCall(BaseModel):
@@ -71,11 +86,15 @@ def parsed_body(model: type[Call]) -> Callable[[Request], Awaitable[Call]]:
     (422 with pydantic's errors, as FastAPI answers a body it cannot read)."""
 
     async def parse(request: Request) -> Call:
+        body = await request.body()
         try:
-            return model.model_validate_json(await request.body())
+            call = model.model_validate_json(body)
         except ValidationError as exc:
             detail = exc.errors(include_url=False, include_context=False, include_input=False)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
+        if isinstance(call, ActionCall):
+            call._body = body  # kept for its events, parsed if asked
+        return call
 
     return parse
 

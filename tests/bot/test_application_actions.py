@@ -141,3 +141,26 @@ def test_backend_outage_keeps_the_application_with_a_provisional_reference(
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         rows = db.execute("SELECT provisional_reference, stage FROM applications").fetchall()
     assert rows == [(reference.group(1), "pending_submission")]
+
+
+def test_a_second_misunderstanding_in_a_row_offers_a_person(driver: ActionDriver) -> None:
+    """The fallback counts the citizen's recent intents from the tracker's events."""
+    driver.user("blorp", "nlu_fallback")
+    first = driver.texts("action_fallback")
+    assert "person" not in first.lower()
+    driver.user("zzzt", "nlu_fallback")
+    offer = driver.run("action_fallback")
+    assert "still do not understand" in offer[-1]["text"]
+    assert [b["title"] for b in offer[-1]["buttons"]] == ["Talk to a person", "Show the menu"]
+    driver.user("passport", "service_info")
+    driver.user("qwfp", "nlu_fallback")
+    assert "still do not understand" not in driver.texts("action_fallback")
+
+
+def test_action_endpoint_answers_a_malformed_body_with_422(gateway_server: ThreadedServer) -> None:
+    headers = {"Authorization": f"Bearer {ACTION_TOKEN}"}
+    for content in (b"{not json", b'{"next_action": "action_help"}', b""):
+        response = httpx.post(
+            f"{gateway_server.url}/rasa/actions", content=content, headers=headers
+        )
+        assert response.status_code == 422, response.text
