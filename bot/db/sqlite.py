@@ -1,18 +1,26 @@
-"""SQLite for the async engine, with one trip to the connection's thread per statement.
+"""SQLite for the async engine: statements on the event loop unless they would wait.
 
 aiosqlite runs every DB-API step (open a cursor, execute, fetch, close) as its own trip to
-the thread that owns the ``sqlite3`` connection, and SQLAlchemy's adapter takes all four
-for each statement. Each trip wakes a thread and then the event loop, and on this
-project's hot paths the trips cost more CPU than SQLite itself (``docs/performance.md``).
-:class:`OneTripConnection` keeps aiosqlite's thread and queue but runs a statement's steps
-together in one trip; rows are fetched eagerly, as SQLAlchemy's adapter does anyway for
-ordinary cursors.
+the thread that owns the ``sqlite3`` connection. Each trip wakes a thread and then the
+event loop, and on this project's hot paths the trips cost several times what SQLite
+itself does for these short, indexed statements (``docs/performance.md``). So
+:class:`OneTripConnection` runs a statement where it is awaited, and keeps aiosqlite's
+thread for what may block: connecting, commit (its fsync), rollback, closing, and any
+statement that could not finish at once. That is decided by SQLite, not guessed:
 
-Writers take turns in the event loop (:class:`WriteTurns`): a transaction's first write
-waits for the previous writer's commit in a FIFO queue, instead of in SQLite's busy
-handler, which sleeps 1, 2, 5 … up to 100 ms between looks at the lock and so turns a
-queue of short transactions into a long latency tail. SQLite's busy timeout stays the
-fallback across processes.
+* writers take turns in the event loop (:class:`WriteTurns`): a transaction's first write
+  waits for the previous writer's commit in a FIFO queue, so within the process a write
+  never meets a locked database (and never SQLite's busy handler, which sleeps 1, 2, 5 …
+  up to 100 ms between looks at the lock);
+* on the loop the busy timeout is zero: a lock held by another process or engine
+  fails the statement at once (with no effect), and it runs again on the thread, with
+  the busy timeout;
+* a read that runs longer than :data:`INLINE_BUDGET` is interrupted by a progress handler
+  (with no effect) and runs again on the thread. Writes are not interrupted (SQLite
+  would roll back their whole transaction); this project's writes touch a few rows by
+  key.
+
+Rows are fetched eagerly, as SQLAlchemy's adapter does anyway for ordinary cursors.
 
 It relies on two aiosqlite internals that have been stable since 0.17: ``_execute``
 (queue a callable on the connection's thread) and ``_conn`` (the ``sqlite3`` connection).
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -32,6 +41,9 @@ from sqlalchemy.engine import make_url
 Row = tuple[Any, ...]
 _Outcome = tuple[Any, int, int | None, list[Row]]  # description, rowcount, lastrowid, rows
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+INLINE_BUDGET = 0.002  # seconds a read may take on the event loop before it moves
+_CHECK_EVERY = 1000  # SQLite virtual-machine steps between looks at the budget
+_WAIT_ELSEWHERE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT})
 
 
 def _writes(sql: str) -> bool:
@@ -83,12 +95,18 @@ class OneTripCursor:
         self, method: Callable[..., sqlite3.Cursor], sql: str, parameters: Any
     ) -> OneTripCursor:
         connection = self._connection
-        if _writes(sql):
+        writing = _writes(sql)
+        if writing:
             await connection.take_write_turn()
         try:
-            outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
-                _statement, connection, method, sql, parameters
-            )
+            try:
+                outcome = _statement_here(connection, method, sql, parameters, writing)
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in _WAIT_ELSEWHERE:
+                    raise
+                outcome = await connection.on_thread(
+                    _statement, connection, method, sql, parameters
+                )
         finally:
             connection.end_write_turn_if_done()
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
@@ -135,11 +153,55 @@ def _statement(
         cursor.close()
 
 
+def _statement_here(
+    connection: OneTripConnection,
+    method: Callable[..., sqlite3.Cursor],
+    sql: str,
+    parameters: Any,
+    writing: bool,
+) -> _Outcome:
+    """The statement on the caller's thread (the event loop), never waiting: a busy
+    database or a read over budget raises, with nothing done."""
+    if writing:
+        return _statement(connection, method, sql, parameters)
+    sqlite = connection._conn
+    deadline = time.perf_counter() + INLINE_BUDGET
+    sqlite.set_progress_handler(lambda: time.perf_counter() > deadline, _CHECK_EVERY)
+    try:
+        return _statement(connection, method, sql, parameters)
+    finally:
+        sqlite.set_progress_handler(None, 0)
+
+
+def _waiting(sqlite: sqlite3.Connection, timeout_ms: int, work: Callable[[], Any]) -> Any:
+    """Runs on the connection's thread: ``work`` with the busy timeout, which is zero
+    otherwise (on the event loop nothing may wait for a lock)."""
+    sqlite.execute(f"PRAGMA busy_timeout={timeout_ms:d}")
+    try:
+        return work()
+    finally:
+        sqlite.execute("PRAGMA busy_timeout=0")
+
+
 class OneTripConnection(aiosqlite.Connection):
-    def __init__(self, *args: Any, writes: WriteTurns | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        writes: WriteTurns | None = None,
+        busy_timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._writes = writes
         self._writing = False
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+
+    async def on_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` on the connection's thread, allowed to wait for locks."""
+        sqlite = self._conn
+        return await self._execute(  # type: ignore[no-untyped-call]
+            _waiting, sqlite, self._busy_timeout_ms, lambda: function(*args)
+        )
 
     async def take_write_turn(self) -> None:
         """Before a write that would open a transaction: wait for the writer before."""
@@ -162,7 +224,7 @@ class OneTripConnection(aiosqlite.Connection):
     async def commit(self) -> None:
         try:
             if not self._idle():  # else nothing to commit: sqlite3 would do nothing either
-                await super().commit()
+                await self.on_thread(self._conn.commit)
         finally:
             self.end_write_turn_if_done()
 
@@ -171,7 +233,7 @@ class OneTripConnection(aiosqlite.Connection):
         session there is no transaction, and the trip would only wake two threads."""
         try:
             if not self._idle():
-                await super().rollback()
+                await self.on_thread(self._conn.rollback)
         finally:
             self.end_write_turn_if_done()
 
@@ -192,15 +254,17 @@ def one_trip_creator(url: str, timeout: float = 30.0) -> Callable[[], OneTripCon
     """``async_creator`` for ``create_async_engine``: the database that ``url`` names."""
     database = make_url(url).database or ":memory:"
 
-    def connector() -> sqlite3.Connection:
+    def connector() -> sqlite3.Connection:  # busy timeout 0: see OneTripConnection.on_thread
         return sqlite3.connect(
-            database, timeout=timeout, check_same_thread=False, uri=database.startswith("file:")
+            database, timeout=0, check_same_thread=False, uri=database.startswith("file:")
         )
 
     writes = WriteTurns(timeout)
 
     def create() -> OneTripConnection:
-        connection = OneTripConnection(connector, iter_chunk_size=64, writes=writes)
+        connection = OneTripConnection(
+            connector, iter_chunk_size=64, writes=writes, busy_timeout=timeout
+        )
         connection._thread.daemon = True  # as SQLAlchemy does: never block interpreter exit
         return connection
 

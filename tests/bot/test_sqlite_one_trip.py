@@ -3,6 +3,8 @@ behaves as SQLAlchemy expects of a DB-API driver (rows, rowcount, lastrowid, err
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -81,11 +83,92 @@ async def test_executemany_and_constraint_errors_reach_sqlalchemy(engine: AsyncE
         assert await connection.scalar(text("SELECT count(*) FROM items")) == 5
 
 
-async def test_a_statement_is_one_trip_to_the_thread(engine: AsyncEngine, trips: list[str]) -> None:
+async def test_statements_run_on_the_loop_and_only_the_transaction_end_is_a_trip(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))  # the connection's own set-up is done
         trips.clear()
         rows = (await connection.execute(select(Item.id, Item.name))).all()
         await connection.execute(insert(Item).values(name="one"))
     assert rows == []
-    assert trips == ["_statement", "_statement", "rollback"]
+    assert trips == ["_waiting"]  # the rollback of the open write, on the thread
+    trips.clear()
+    async with session_factory(engine)() as session:  # read-only: nothing to end
+        assert list(await session.scalars(select(Item.name))) == []
+    assert trips == []
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_on_the_thread(
+    engine: AsyncEngine, tmp_path: Path, trips: list[str]
+) -> None:
+    """Another process's write transaction: the statement fails at once on the loop
+    (busy timeout 0) and runs again on the thread, which waits for the lock."""
+    other = sqlite3.connect(tmp_path / "one-trip.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO items (name) VALUES ('theirs')")
+    sessions = session_factory(engine)
+
+    async def ours() -> None:
+        async with sessions() as session:
+            session.add(Item(name="ours"))
+            await session.commit()
+
+    writing = asyncio.create_task(ours())
+    await asyncio.sleep(0.3)
+    assert not writing.done()  # waiting for the lock, not failed
+    loop_ticks = 0
+    while loop_ticks < 3:  # and the event loop is free meanwhile
+        await asyncio.sleep(0.01)
+        loop_ticks += 1
+    other.execute("COMMIT")
+    await asyncio.wait_for(writing, 10)
+    other.close()
+    async with sessions() as session:
+        assert list(await session.scalars(select(Item.name).order_by(Item.id))) == [
+            "theirs",
+            "ours",
+        ]
+    assert "_waiting" in trips
+
+
+async def test_a_long_read_moves_to_the_thread_and_gives_the_same_answer(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    long_read = text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)"
+        " SELECT count(*), sum(i) FROM n"
+    )
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        trips.clear()
+        assert (await connection.execute(long_read)).one() == (300000, 45000150000)
+        assert trips == ["_waiting"]  # interrupted on the loop (over budget), then run there
+        trips.clear()
+        assert await connection.scalar(text("SELECT 2")) == 2
+        assert trips == []
+
+
+async def test_writers_take_turns(engine: AsyncEngine, trips: list[str]) -> None:
+    """Concurrent write transactions in one process never meet SQLite's lock: each waits
+    in the event loop for the one before to commit."""
+    sessions = session_factory(engine)
+    order: list[str] = []
+
+    async def write(name: str) -> None:
+        async with sessions() as session:
+            session.add(Item(name=name))
+            await session.flush()
+            order.append(f"{name} holds")
+            await asyncio.sleep(0.05)  # the transaction spans awaits, as real ones do
+            await session.commit()
+            order.append(f"{name} commits")
+
+    await asyncio.gather(*(write(f"w{i}") for i in range(5)))
+    holders = order[::2]
+    assert order == [
+        f"{event.split()[0]} {what}" for event in holders for what in ("holds", "commits")
+    ]
+    assert trips.count("_waiting") == 5  # the commits; no write waited on the thread
+    async with sessions() as session:
+        assert len(list(await session.scalars(select(Item.id)))) == 5
