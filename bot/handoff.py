@@ -469,16 +469,19 @@ class Handoffs:
         """Abandon stale choices, end live waits when the shift ends, update positions."""
         now = self.clock()
         done = 0
+        stale = and_(
+            Handoff.status == HandoffStatus.CHOOSING, Handoff.updated_at < now - CHOOSING_TIMEOUT
+        )
         async with self.sessions() as session:
-            abandoned = await session.execute(
-                update(Handoff)
-                .where(
-                    Handoff.status == HandoffStatus.CHOOSING,
-                    Handoff.updated_at < now - CHOOSING_TIMEOUT,
+            # Look before writing: a round with nothing to abandon opens no write
+            # transaction (every replica runs this every second).
+            if await session.scalar(select(Handoff.id).where(stale).limit(1)) is not None:
+                abandoned = await session.execute(
+                    update(Handoff)
+                    .where(stale)
+                    .values(status=HandoffStatus.CLOSED, outcome="abandoned", closed_at=now)
                 )
-                .values(status=HandoffStatus.CLOSED, outcome="abandoned", closed_at=now)
-            )
-            done += int(getattr(abandoned, "rowcount", 0) or 0)
+                done += int(getattr(abandoned, "rowcount", 0) or 0)
             waiting = list(
                 await session.scalars(
                     select(Handoff).where(

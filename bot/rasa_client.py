@@ -1,10 +1,14 @@
-"""The gateway's only way to Rasa: its HTTP API and REST channel (a separate process)."""
+"""The gateway's only way to Rasa: its HTTP API and REST channel (a separate process).
+
+Every NLU turn is one request here, so the client is aiohttp: on this machine it spends
+about a tenth of httpx's CPU per request (``docs/performance.md``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import aiohttp
 
 from channels.base import Button, OutgoingMessage
 
@@ -14,52 +18,59 @@ class RasaUnavailable(Exception):  # noqa: N818 (named like the connectors' erro
 
 
 class RasaClient:
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None = None,
-        timeout: float = 20.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 20.0) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._params = {"token": token} if token else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """Made on first use, inside the event loop that will use it."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        within: float | None = None,
+    ) -> Any:
+        # Never None: aiohttp reads timeout=None as "no limit at all".
+        limit = aiohttp.ClientTimeout(total=within) if within is not None else self._timeout
+        url = self._base_url + path  # RASA_URL may carry a path (behind a proxy)
+        try:
+            async with self._client().request(
+                method, url, json=body, params=params, timeout=limit
+            ) as response:
+                response.raise_for_status()
+                return await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RasaUnavailable(type(exc).__name__) from exc
 
     async def send(
         self, sender_id: str, text: str, metadata: dict[str, Any] | None = None
     ) -> list[OutgoingMessage]:
         """One user turn through Rasa's REST channel; the bot's replies in order."""
         body = {"sender": sender_id, "message": text, "metadata": metadata or {}}
-        try:
-            response = await self._client.post("/webhooks/rest/webhook", json=body)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise RasaUnavailable(type(exc).__name__) from exc
-        return [_to_message(item) for item in response.json() if item.get("text")]
+        replies = await self._call("POST", "/webhooks/rest/webhook", body)
+        return [_to_message(item) for item in replies or [] if item.get("text")]
 
     async def append_events(self, sender_id: str, events: list[dict[str, Any]]) -> None:
         """Add events to a conversation's tracker (``--enable-api``): how the gateway
         ends an open form when a person closed the conversation."""
-        try:
-            response = await self._client.post(
-                f"/conversations/{sender_id}/tracker/events",
-                params={**self._params, "include_events": "NONE"},
-                json=events,
-            )
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise RasaUnavailable(type(exc).__name__) from exc
+        params = {**self._params, "include_events": "NONE"}
+        await self._call("POST", f"/conversations/{sender_id}/tracker/events", events, params)
 
     async def status(self) -> dict[str, Any]:
         """``GET /status``: which model is loaded. Raises :class:`RasaUnavailable`."""
-        try:
-            response = await self._client.get("/status", params=self._params, timeout=3.0)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise RasaUnavailable(type(exc).__name__) from exc
-        result: dict[str, Any] = response.json()
+        result: dict[str, Any] = await self._call("GET", "/status", params=self._params, within=3)
         return result
 
 

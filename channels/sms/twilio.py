@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from twilio.base.exceptions import TwilioRestException
@@ -28,6 +29,7 @@ from channels.sms.phone import InvalidPhoneNumberError, to_e164
 
 logger = logging.getLogger(__name__)
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
 # Delivery errors worth another try (carrier congestion, unknown transient failures).
@@ -117,8 +119,14 @@ class TwilioSmsChannel(Channel):
 
     async def _verified_form(self, request: Request) -> dict[str, str]:
         """The webhook's parameters, or 403 when the signature is missing or wrong."""
-        form = await request.form()
-        params = {key: str(value) for key, value in form.items()}
+        if request.headers.get("content-type", "").startswith(FORM_URLENCODED):
+            # What Twilio sends: the standard library reads it several times faster
+            # than the general multipart-capable form parser.
+            body = (await request.body()).decode("utf-8", errors="replace")
+            params = dict(parse_qsl(body, keep_blank_values=True))
+        else:
+            form = await request.form()
+            params = {key: str(value) for key, value in form.items()}
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature or not self.validator.validate(
             public_url(self.settings, request), params, signature
