@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
@@ -87,20 +87,26 @@ async def _conversation_and_citizen(
     return (row[0], row[1]) if row is not None else (None, None)
 
 
-async def _record_intent(session: Any, ctx: ActionContext) -> None:
-    """Keep what the bot understood beside the message (for agents and evaluation)."""
+async def _record_intent(session: AsyncSession, ctx: ActionContext) -> None:
+    """Keep what the bot understood beside the message (for agents and evaluation): a
+    look at two columns, and a write only the first time (every action call asks)."""
     if ctx.intent is None:
         return
-    message = await session.scalar(
-        select(Message)
-        .where(
-            Message.conversation_id == ctx.conversation.id, Message.direction == Direction.INBOUND
+    latest = (
+        await session.execute(
+            select(Message.id, Message.intent)
+            .where(
+                Message.conversation_id == ctx.conversation.id,
+                Message.direction == Direction.INBOUND,
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
         )
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
-    if message is not None and message.intent is None:
-        message.intent = ctx.intent
+    ).first()
+    if latest is not None and latest.intent is None:
+        await session.execute(
+            update(Message).where(Message.id == latest.id).values(intent=ctx.intent)
+        )
 
 
 @router.post("/nlg", dependencies=[Depends(require_rasa)])
@@ -109,8 +115,11 @@ async def nlg(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Any:
     async with runtime.sessions() as session:
-        _conversation, citizen = await _conversation_and_citizen(session, call.tracker.sender_id)
-    language = citizen.language if citizen else None
+        language = await session.scalar(
+            select(Citizen.language)
+            .join(Conversation, Conversation.citizen_id == Citizen.id)
+            .where(Conversation.id == call.tracker.sender_id)
+        )
     words = localizer(language, runtime.settings.default_language)
     rendered = render_response(runtime.responses, call.response, words)
     if rendered is None:
