@@ -133,6 +133,15 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
+        # The messages still to process: every replica's sweep looks for them each second,
+        # and the table grows with every message ever exchanged.
+        Index(
+            "ix_messages_unprocessed",
+            "channel",
+            "created_at",
+            sqlite_where=text("processed_at IS NULL"),
+            postgresql_where=text("processed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
