@@ -70,10 +70,10 @@ class InboundWorker:
         """Process ``channel``'s stored messages with ``handler`` (a webhook channel)."""
         self.handlers[channel] = handler
 
-    def schedule(self, conversation_id: str, lease: Lease | None = None) -> None:
-        """Drain the conversation in the background (the webhook returns meanwhile),
-        with the ``lease`` the webhook claimed, or after taking it."""
-        task = asyncio.create_task(self.drain(conversation_id, lease))
+    def schedule(self, lease: Lease) -> None:
+        """Drain the conversation the webhook claimed, in the background (the webhook
+        returns meanwhile)."""
+        task = asyncio.create_task(self.drain(lease.conversation_id, lease))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -180,6 +180,14 @@ class Channel(abc.ABC):
     async def shutdown(self) -> None:
         """Close what :meth:`initialize` opened."""
 
+    async def accept_for_later(self, incoming: IncomingMessage) -> None:
+        """A webhook's message: stored (a repeated provider id once), then processed in
+        the background, in order, by whichever drain holds its conversation."""
+        inbound = self.services.inbound
+        accepted = await self.conversations.accept(incoming, claim=inbound.claim)
+        if accepted is not None and accepted.lease is not None:  # else the holder's
+            inbound.schedule(accepted.lease)
+
     @abc.abstractmethod
     def router(self) -> APIRouter:
         """The routes this channel serves, mounted under ``/channels/{name}``."""

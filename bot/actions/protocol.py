@@ -9,7 +9,7 @@ the events themselves are read only by the handlers that ask (:attr:`ActionCall.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 class _Read(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Self:
+        return cls.model_validate_json(body)
 
 
 class Intent(_Read):
@@ -60,6 +64,12 @@ class ActionCall(_Read):
     _body: bytes = PrivateAttr(default=b"")
     _events: list[Event] | None = PrivateAttr(default=None)
 
+    @classmethod
+    def from_body(cls, body: bytes) -> Self:
+        call = super().from_body(body)
+        call._body = body  # kept for its events, parsed if asked
+        return call
+
     @property
     def events(self) -> list[Event]:
         """The tracker's events, oldest first, read from the body on first use."""
@@ -69,16 +79,14 @@ class ActionCall(_Read):
         return self._events
 
 
-class NlgCall(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class NlgCall(_Read):
     response: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     tracker: Tracker
     channel: dict[str, Any] = Field(default_factory=dict)
 
 
-Call = TypeVar("Call", bound=BaseModel)
+Call = TypeVar("Call", bound=_Read)
 
 
 def parsed_body(model: type[Call]) -> Callable[[Request], Awaitable[Call]]:
@@ -86,15 +94,11 @@ def parsed_body(model: type[Call]) -> Callable[[Request], Awaitable[Call]]:
     (422 with pydantic's errors, as FastAPI answers a body it cannot read)."""
 
     async def parse(request: Request) -> Call:
-        body = await request.body()
         try:
-            call = model.model_validate_json(body)
+            return model.from_body(await request.body())
         except ValidationError as exc:
             detail = exc.errors(include_url=False, include_context=False, include_input=False)
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from exc
-        if isinstance(call, ActionCall):
-            call._body = body  # kept for its events, parsed if asked
-        return call
 
     return parse
 

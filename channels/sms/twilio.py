@@ -148,18 +148,15 @@ class TwilioSmsChannel(Channel):
                     "Twilio webhook from an unusable number %s", mask(params.get("From"))
                 )
                 return Response(EMPTY_TWIML, media_type="application/xml")
-            accepted = await self.conversations.accept(
+            await self.accept_for_later(
                 IncomingMessage(
                     channel=self.name,
                     sender=sender,
                     text=params.get("Body", ""),
                     external_id=params.get("MessageSid") or None,
                     metadata={"media_count": int(params.get("NumMedia", "0") or 0)},
-                ),
-                claim=self.services.inbound.claim,
+                )
             )
-            if accepted is not None and accepted.lease is not None:  # else the holder's
-                self.services.inbound.schedule(accepted.lease.conversation_id, accepted.lease)
             return Response(EMPTY_TWIML, media_type="application/xml")
 
         @router.post("/twilio/status")

@@ -63,11 +63,7 @@ class TelegramChannel(Channel):
                 raise HTTPException(400, "not a Telegram update") from exc
             incoming = incoming_from_update(update) if update is not None else None
             if incoming is not None:
-                accepted = await self.conversations.accept(
-                    incoming, claim=self.services.inbound.claim
-                )
-                if accepted is not None and accepted.lease is not None:  # else the holder's
-                    self.services.inbound.schedule(accepted.lease.conversation_id, accepted.lease)
+                await self.accept_for_later(incoming)
             return Response(status_code=200)
 
         return router

@@ -94,7 +94,7 @@ async def test_messages_stored_while_one_is_processed_are_handed_on_in_order(
     handler.release.clear()
     first = await accept(conversations, worker, "one", "SM1")
     assert first is not None and first.next_message is not None
-    worker.schedule(first.conversation_id, first)
+    worker.schedule(first)
     await handler.started.wait()
     # While "one" is processed, the webhooks of "two" and "three" find the lease taken:
     # no drain of their own, the holder must find them when it settles.
@@ -121,7 +121,7 @@ async def test_a_failing_handler_is_settled_for_and_the_next_message_still_runs(
     handler.release.clear()
     first = await accept(conversations, worker, "boom", "SM1")
     assert first is not None
-    worker.schedule(first.conversation_id, first)
+    worker.schedule(first)
     await handler.started.wait()
     assert await accept(conversations, worker, "after", "SM2") is None
     handler.release.set()
