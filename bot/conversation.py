@@ -12,11 +12,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import ChannelIdentity, Citizen, Conversation, Direction, Message, utcnow
+from bot.db.models import (
+    ChannelIdentity,
+    Citizen,
+    Conversation,
+    Direction,
+    Message,
+    inserted_id,
+    table_of,
+    utcnow,
+)
 from bot.handoff import TALK_TO_HUMAN, Handoffs, is_person_keyword
 from bot.i18n import N_, Localizer, language_name, localizer
 from bot.inbound import Lease
@@ -62,6 +71,50 @@ ENGINE_DOWN_MESSAGE = N_(
 )
 
 
+# Built once: every message runs them, and building a statement costs more than running it.
+_identities, _conversations = table_of(ChannelIdentity).c, table_of(Conversation).c
+FIND_SENDER = (
+    select(
+        table_of(Citizen).c.id,
+        _identities.id,
+        _conversations.id,
+        table_of(Citizen).c.language,
+        _conversations.dialogue_id,
+    )
+    .join_from(table_of(ChannelIdentity), table_of(Conversation))
+    .join(table_of(Citizen), table_of(Citizen).c.id == _identities.citizen_id)
+    .where(
+        _identities.channel == bindparam("channel"), _identities.external_id == bindparam("sender")
+    )
+)
+TOUCH = (
+    update(table_of(Conversation))
+    .where(_conversations.id == bindparam("conversation_id"))
+    .values(last_activity_at=bindparam("now"))
+)
+STORE = insert(table_of(Message))
+LAST_MENU = (
+    select(Message.buttons)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == Direction.OUTBOUND,
+    )
+    .order_by(Message.id.desc())
+    .limit(1)
+)
+ANSWERED = (
+    update(table_of(Message))
+    .where(table_of(Message).c.id == bindparam("message_id"))
+    .values(processed_at=bindparam("now"))
+)
+
+SENDER_OF = (
+    select(Conversation, ChannelIdentity, Citizen)
+    .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .join(Citizen, Citizen.id == Conversation.citizen_id)
+    .where(Conversation.id == bindparam("conversation_id"))
+)
+
 # Takes the background lease in the transaction that stores the message (bot.inbound).
 Claim = Callable[[AsyncSession, str], Awaitable[Lease | None]]
 
@@ -91,14 +144,7 @@ async def load_sender(
     session: AsyncSession, conversation_id: str, default_language: str
 ) -> tuple[Participant, Conversation, ChannelIdentity]:
     """Who wrote a stored message, loaded once for a background turn (SMS, Telegram)."""
-    row = (
-        await session.execute(
-            select(Conversation, ChannelIdentity, Citizen)
-            .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-            .join(Citizen, Citizen.id == Conversation.citizen_id)
-            .where(Conversation.id == conversation_id)
-        )
-    ).one()
+    row = (await session.execute(SENDER_OF, {"conversation_id": conversation_id})).one()
     conversation, identity, citizen = row
     participant = Participant(
         citizen.id,
@@ -260,15 +306,7 @@ class ConversationService:
     ) -> str:
         """A digit or an option's exact title answering the last menu → that option's
         payload, which Rasa takes as the intent without running the NLU."""
-        buttons = await session.scalar(
-            select(Message.buttons)
-            .where(
-                Message.conversation_id == participant.conversation_id,
-                Message.direction == Direction.OUTBOUND,
-            )
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
+        buttons = await session.scalar(LAST_MENU, {"conversation_id": participant.conversation_id})
         payload = choose_option(text, buttons or [])
         return payload if payload is not None else text
 
@@ -297,24 +335,17 @@ class ConversationService:
         raise RuntimeError("could not create the conversation")
 
     async def _find(self, session: AsyncSession, channel: str, sender: str) -> Participant | None:
-        row = (
-            await session.execute(
-                select(ChannelIdentity, Conversation, Citizen)
-                .join(Conversation, Conversation.identity_id == ChannelIdentity.id)
-                .join(Citizen, Citizen.id == ChannelIdentity.citizen_id)
-                .where(ChannelIdentity.channel == channel, ChannelIdentity.external_id == sender)
-            )
-        ).first()
+        row = (await session.execute(FIND_SENDER, {"channel": channel, "sender": sender})).first()
         if row is None:
             return None
-        identity, conversation, citizen = row
+        citizen_id, identity_id, conversation_id, language, dialogue_id = row
         return Participant(
-            citizen.id,
-            identity.id,
-            conversation.id,
-            citizen.language or self.settings.default_language,
-            conversation.rasa_sender,
-            citizen.language is not None,
+            citizen_id,
+            identity_id,
+            conversation_id,
+            language or self.settings.default_language,
+            dialogue_id or conversation_id,
+            language is not None,
         )
 
     async def _create(self, session: AsyncSession, channel: str, sender: str) -> Participant:
@@ -355,29 +386,26 @@ class ConversationService:
         claim: Claim | None = None,
     ) -> tuple[int, Lease | None] | None:
         """Commit the message before processing; ``None`` if this provider id was seen."""
-        await session.execute(
-            update(Conversation)
-            .where(Conversation.id == participant.conversation_id)
-            .values(last_activity_at=utcnow())
-        )
-        message = Message(
-            conversation_id=participant.conversation_id,
-            direction=Direction.INBOUND,
-            channel=incoming.channel,
-            external_id=incoming.external_id,
-            text=incoming.text,
-            media_count=int(incoming.metadata.get("media_count", 0)),
-            provider_data=incoming.metadata.get("provider_data"),
-        )
-        session.add(message)
+        now = utcnow()
+        await session.execute(TOUCH, {"conversation_id": participant.conversation_id, "now": now})
+        message = {
+            "conversation_id": participant.conversation_id,
+            "direction": Direction.INBOUND,
+            "channel": incoming.channel,
+            "external_id": incoming.external_id,
+            "text": incoming.text,
+            "created_at": now,
+            "media_count": int(incoming.metadata.get("media_count", 0)),
+            "provider_data": incoming.metadata.get("provider_data"),
+        }
         try:
-            await session.flush()
+            stored = await session.execute(STORE, message)
             lease = await claim(session, participant.conversation_id) if claim else None
             await session.commit()
         except IntegrityError:
             await session.rollback()
             return None
-        return message.id, lease
+        return inserted_id(stored), lease
 
     async def record_replies(
         self,
@@ -395,21 +423,22 @@ class ConversationService:
                 await own.commit()
             return
         now: datetime = utcnow()
-        session.add_all(
-            Message(
-                conversation_id=participant.conversation_id,
-                direction=Direction.OUTBOUND,
-                channel=channel,
-                text=reply.text,
-                buttons=[{"title": b.title, "payload": b.payload} for b in reply.buttons] or None,
-                created_at=now,
-            )
-            for reply in replies
-        )
+        if replies:
+            transcript = [
+                {
+                    "conversation_id": participant.conversation_id,
+                    "direction": Direction.OUTBOUND,
+                    "channel": channel,
+                    "text": reply.text,
+                    "buttons": [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+                    or None,
+                    "created_at": now,
+                }
+                for reply in replies
+            ]
+            await session.execute(STORE, transcript)
         if accepted is not None:
-            await session.execute(
-                update(Message).where(Message.id == accepted.message_id).values(processed_at=now)
-            )
+            await session.execute(ANSWERED, {"message_id": accepted.message_id, "now": now})
 
 
 def choose_option(text: str, buttons: list[dict[str, str]]) -> str | None:

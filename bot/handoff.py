@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import (
@@ -46,6 +46,15 @@ from channels.base import Button, OutgoingMessage
 from channels.sms.phone import InvalidPhoneNumberError, to_e164
 
 logger = logging.getLogger(__name__)
+
+# Built once: every message asks it (building a statement cost more than running it).
+INVOLVED = select(Handoff).where(
+    Handoff.citizen_id == bindparam("citizen_id"),
+    or_(
+        Handoff.status.in_(OPEN_HANDOFF),
+        and_(Handoff.feedback_asked_at >= bindparam("since"), Handoff.feedback_score.is_(None)),
+    ),
+)
 
 # Options the gateway answers itself (never sent to Rasa); chosen by digit or title.
 CHOICE_MESSAGE = "!handoff message"
@@ -323,15 +332,7 @@ class Handoffs:
         """The citizen's open handoff and the latest one awaiting its rating, in one query
         (every message asks; nearly always neither exists)."""
         since = self.clock() - FEEDBACK_WINDOW
-        rows = await session.scalars(
-            select(Handoff).where(
-                Handoff.citizen_id == citizen_id,
-                or_(
-                    Handoff.status.in_(OPEN_HANDOFF),
-                    and_(Handoff.feedback_asked_at >= since, Handoff.feedback_score.is_(None)),
-                ),
-            )
-        )
+        rows = await session.scalars(INVOLVED, {"citizen_id": citizen_id, "since": since})
         found = list(rows)
         open_ones = [h for h in found if h.status in OPEN_HANDOFF]
         asked = [

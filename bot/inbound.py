@@ -20,13 +20,42 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.leases import take_lease
-from bot.db.models import Conversation, Direction, Message, utcnow
+from bot.db.models import Conversation, Direction, Message, table_of, utcnow
 
 logger = logging.getLogger(__name__)
+
+# Built once: each message runs them, and building a statement costs more than running it.
+_conversations = table_of(Conversation).c
+TAKE = (
+    update(table_of(Conversation))
+    .where(
+        _conversations.id == bindparam("conversation_id"),
+        or_(_conversations.lease_until.is_(None), _conversations.lease_until < bindparam("now")),
+    )
+    .values(lease_owner=bindparam("token"), lease_until=bindparam("until"))
+)
+RELEASE = (
+    update(table_of(Conversation))
+    .where(
+        _conversations.id == bindparam("conversation_id"),
+        _conversations.lease_owner == bindparam("token"),
+    )
+    .values(lease_owner=None, lease_until=None)
+)
+OLDEST_WAITING = (
+    select(Message)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == Direction.INBOUND,
+        Message.processed_at.is_(None),
+        Message.channel.in_(bindparam("channels", expanding=True)),
+    )
+    .order_by(Message.id)
+    .limit(1)
+)
 
 
 @dataclass(eq=False)
@@ -97,25 +126,19 @@ class InboundWorker:
         row): the lease if it was free, with the oldest waiting message; ``None`` if
         another drain holds it and will find the message when it settles."""
         lease = Lease(self, conversation_id)
-        now = utcnow()
-        if not await take_lease(
-            session, Conversation, conversation_id, now, self.lease, lease_owner=lease.token
-        ):
+        if not await self._take(session, lease):
             return None
-        lease.next_message = await session.scalar(self._oldest_waiting(conversation_id))
+        lease.next_message = await self._oldest_waiting(session, conversation_id)
         return lease
 
     async def settle_in(self, session: AsyncSession, lease: Lease) -> None:
         """Release first (the row write orders us after any webhook that stored a
         message meanwhile), then look: keep the lease if a message waits."""
         await session.execute(
-            update(Conversation).where(self._mine(lease)).values(lease_owner=None, lease_until=None)
+            RELEASE, {"conversation_id": lease.conversation_id, "token": lease.token}
         )
-        lease.next_message = await session.scalar(self._oldest_waiting(lease.conversation_id))
-        if lease.next_message is not None and not await take_lease(
-            session, Conversation, lease.conversation_id, utcnow(), self.lease,
-            lease_owner=lease.token,
-        ):  # fmt: skip
+        lease.next_message = await self._oldest_waiting(session, lease.conversation_id)
+        if lease.next_message is not None and not await self._take(session, lease):
             lease.next_message = None  # ours had run out and another drain holds it
 
     async def sweep(self) -> None:
@@ -149,22 +172,19 @@ class InboundWorker:
                 )
                 await session.commit()
 
-    def _mine(self, lease: Lease) -> ColumnElement[bool]:
-        return and_(
-            Conversation.id == lease.conversation_id, Conversation.lease_owner == lease.token
-        )
+    async def _take(self, session: AsyncSession, lease: Lease) -> bool:
+        """The conversation for ``lease`` if nobody holds it (or their lease ran out)."""
+        now = utcnow()
+        taken = await session.execute(
+            TAKE,
+            {"conversation_id": lease.conversation_id, "now": now,
+             "token": lease.token, "until": now + self.lease},
+        )  # fmt: skip
+        return bool(getattr(taken, "rowcount", 0))
 
-    def _oldest_waiting(self, conversation_id: str) -> Select[Message]:
-        return (
-            select(Message)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.direction == Direction.INBOUND,
-                Message.processed_at.is_(None),
-                Message.channel.in_(self.handlers),
-            )
-            .order_by(Message.id)
-            .limit(1)
+    async def _oldest_waiting(self, session: AsyncSession, conversation_id: str) -> Message | None:
+        return await session.scalar(
+            OLDEST_WAITING, {"conversation_id": conversation_id, "channels": list(self.handlers)}
         )
 
     async def _acquire(self, conversation_id: str) -> Lease | None:

@@ -234,15 +234,12 @@ class MessengerTurns:
             parts = split_text(reply.text)
             for number, part in enumerate(parts, start=1):
                 rows.append(
-                    Outbox.claimed(
-                        outbox_row(
-                            participant.conversation_id,
-                            identity,
-                            part,
-                            keyboard=reply.keyboard if number == len(parts) else None,
-                        )
+                    outbox_row(
+                        participant.conversation_id,
+                        identity,
+                        part,
+                        keyboard=reply.keyboard if number == len(parts) else None,
                     )
                 )
-        session.add_all(rows)
-        await session.flush()
+        await Outbox.store_claimed(session, rows)
         effects.deliveries = rows

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions.menus import main_menu_buttons
@@ -38,6 +38,13 @@ from service_connectors.base import ServiceConnector
 from service_connectors.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
+
+# Built once: every SMS runs it, and building it cost more than running it.
+RECENT_INBOUND = select(func.count(Message.id)).where(
+    Message.conversation_id == bindparam("conversation_id"),
+    Message.direction == Direction.INBOUND,
+    Message.created_at >= bindparam("since"),
+)
 
 OPTED_OUT = N_(
     "You are unsubscribed and will get no more messages from us. Reply START to subscribe again."
@@ -159,23 +166,16 @@ class SmsTurns:
     async def _enqueue(
         self, exchange: Exchange, body: str, ignore_opt_out: bool = False
     ) -> Delivery:
-        delivery = Outbox.claimed(
-            outbox_row(
-                exchange.conversation.id, exchange.identity, body, ignore_opt_out=ignore_opt_out
-            )
+        delivery = outbox_row(
+            exchange.conversation.id, exchange.identity, body, ignore_opt_out=ignore_opt_out
         )
-        exchange.session.add(delivery)
-        await exchange.session.flush()  # its id, to send it once committed
+        await Outbox.store_claimed(exchange.session, [delivery])  # to send once committed
         return delivery
 
     async def _flooding(self, session: AsyncSession, conversation: Conversation) -> bool:
         since = utcnow() - timedelta(seconds=self.settings.sms_rate_limit_window_seconds)
         recent = await session.scalar(
-            select(func.count(Message.id)).where(
-                Message.conversation_id == conversation.id,
-                Message.direction == Direction.INBOUND,
-                Message.created_at >= since,
-            )
+            RECENT_INBOUND, {"conversation_id": conversation.id, "since": since}
         )
         return int(recent or 0) > self.settings.sms_rate_limit_messages
 

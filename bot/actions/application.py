@@ -8,7 +8,7 @@ asking (``action_ask_field_answer``) and the catalogue alone decides the questio
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from bot.actions.context import ActionContext
 from bot.actions.menus import is_interruption, service_buttons
@@ -25,10 +25,14 @@ PERSON_AFTER_FAILURES = 2  # refused answers to one question before a person is 
 CHOOSING_FIELD = "*"  # draft.editing_field while the citizen picks a detail to change
 
 
+# Built once: most actions of the application form load the draft.
+DRAFT_OF = select(ApplicationDraft).where(
+    ApplicationDraft.conversation_id == bindparam("conversation_id")
+)
+
+
 async def load_draft(ctx: ActionContext) -> ApplicationDraft | None:
-    return await ctx.session.scalar(
-        select(ApplicationDraft).where(ApplicationDraft.conversation_id == ctx.conversation.id)
-    )
+    return await ctx.session.scalar(DRAFT_OF, {"conversation_id": ctx.conversation.id})
 
 
 def current_field(service: Service, draft: ApplicationDraft) -> ServiceField | None:

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
 from bot.actions.handlers import ACTIONS
 from bot.actions.protocol import ActionCall, NlgCall, parsed_body
-from bot.db.models import Citizen, Conversation, Direction, Message
+from bot.db.models import Citizen, Conversation, Direction, Message, table_of
 from bot.deps import Runtime, get_runtime
 from bot.i18n import localizer
 from bot.nlg import render_response
@@ -73,17 +73,41 @@ async def run_action(
     return {"events": ctx.events, "responses": ctx.responses}
 
 
+# Built once: Rasa calls these on every action and response; building a statement cost
+# more than running it.
+CONVERSATION_AND_CITIZEN = (
+    select(Conversation, Citizen)
+    .join(Citizen, Citizen.id == Conversation.citizen_id)
+    .where(Conversation.id == bindparam("conversation_id"))
+)
+LATEST_INBOUND = (
+    select(Message.id, Message.intent)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == Direction.INBOUND,
+    )
+    .order_by(Message.id.desc())
+    .limit(1)
+)
+_messages = table_of(Message)
+SET_INTENT = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("message_id"))
+    .values(intent=bindparam("intent"))
+)
+LANGUAGE_OF = (
+    select(Citizen.language)
+    .join(Conversation, Conversation.citizen_id == Citizen.id)
+    .where(Conversation.id == bindparam("conversation_id"))
+)
+
+
 async def _conversation_and_citizen(
     session: AsyncSession, conversation_id: str
 ) -> tuple[Conversation | None, Citizen | None]:
     """Rasa's sender and who they are, in one query (every action and response asks)."""
-    row = (
-        await session.execute(
-            select(Conversation, Citizen)
-            .join(Citizen, Citizen.id == Conversation.citizen_id)
-            .where(Conversation.id == conversation_id)
-        )
-    ).first()
+    found = await session.execute(CONVERSATION_AND_CITIZEN, {"conversation_id": conversation_id})
+    row = found.first()
     return (row[0], row[1]) if row is not None else (None, None)
 
 
@@ -92,21 +116,10 @@ async def _record_intent(session: AsyncSession, ctx: ActionContext) -> None:
     look at two columns, and a write only the first time (every action call asks)."""
     if ctx.intent is None:
         return
-    latest = (
-        await session.execute(
-            select(Message.id, Message.intent)
-            .where(
-                Message.conversation_id == ctx.conversation.id,
-                Message.direction == Direction.INBOUND,
-            )
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-    ).first()
+    found = await session.execute(LATEST_INBOUND, {"conversation_id": ctx.conversation.id})
+    latest = found.first()
     if latest is not None and latest.intent is None:
-        await session.execute(
-            update(Message).where(Message.id == latest.id).values(intent=ctx.intent)
-        )
+        await session.execute(SET_INTENT, {"message_id": latest.id, "intent": ctx.intent})
 
 
 @router.post("/nlg", dependencies=[Depends(require_rasa)])
@@ -115,11 +128,7 @@ async def nlg(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> Any:
     async with runtime.sessions() as session:
-        language = await session.scalar(
-            select(Citizen.language)
-            .join(Conversation, Conversation.citizen_id == Citizen.id)
-            .where(Conversation.id == call.tracker.sender_id)
-        )
+        language = await session.scalar(LANGUAGE_OF, {"conversation_id": call.tracker.sender_id})
     words = localizer(language, runtime.settings.default_language)
     rendered = render_response(runtime.responses, call.response, words)
     if rendered is None:
