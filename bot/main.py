@@ -34,6 +34,20 @@ from channels.registry import enabled_channels
 from service_connectors.catalogue import load_catalogue
 
 logger = logging.getLogger(__name__)
+OWN_LOGGERS = ("bot", "channels", "service_connectors")
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers at ``LOG_LEVEL``, on stderr unless the host already set up handlers:
+    uvicorn configures only its own loggers, so without this INFO (opt-outs, filings,
+    handoffs) was dropped and warnings came out without time or logger."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 async def background_work(
@@ -57,6 +71,7 @@ async def background_work(
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     rasa = RasaClient(

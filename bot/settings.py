@@ -7,7 +7,7 @@ import re
 from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # Shown while the call-centre handoff is not built; hours are a translatable msgid.
     call_centre_phone: str = "311"
     call_centre_hours: str = "Monday to Friday, 8 am to 6 pm"
-    log_level: str = "INFO"
+    # The gateway's own loggers (bot, channels, service_connectors); uvicorn has its own.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Who the bot says it is in HELP replies (a translatable msgid).
     organisation_name: str = "City services"
 

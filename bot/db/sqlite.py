@@ -15,10 +15,11 @@ statement that could not finish at once. That is decided by SQLite, not guessed:
 * on the loop the busy timeout is zero: a lock held by another process or engine
   fails the statement at once (with no effect), and it runs again on the thread, with
   the busy timeout;
-* a read that runs longer than :data:`INLINE_BUDGET` is interrupted by a progress handler
-  (with no effect) and runs again on the thread. Writes are not interrupted (SQLite
-  would roll back their whole transaction); this project's writes touch a few rows by
-  key.
+* a SELECT that runs longer than :data:`INLINE_BUDGET` is interrupted by a progress
+  handler (with no effect) and runs again on the thread. Writes are not interrupted
+  (SQLite would roll back their whole transaction); this project's writes touch a few
+  rows by key. Anything else (schema changes, PRAGMA, ``WITH``) runs on the thread, as
+  aiosqlite would: interrupting a schema change also rolls back its transaction.
 
 Rows are fetched eagerly, as SQLAlchemy's adapter does anyway for ordinary cursors.
 
@@ -48,6 +49,13 @@ _WAIT_ELSEWHERE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3
 
 def _writes(sql: str) -> bool:
     return sql.lstrip()[:7].upper().startswith(_WRITES)
+
+
+def _reads(sql: str) -> bool:
+    """Only a plain SELECT may be interrupted: interrupting a schema change (or a write)
+    rolls back the whole transaction around it, and running it again alone would then
+    apply it without what came before (a batch migration's copied rows)."""
+    return sql.lstrip()[:6].upper() == "SELECT"
 
 
 class WriteTurns:
@@ -96,6 +104,10 @@ class OneTripCursor:
     ) -> OneTripCursor:
         connection = self._connection
         writing = _writes(sql)
+        if not writing and not _reads(sql):  # schema changes, PRAGMA, WITH …: as aiosqlite
+            return self._took(
+                await connection.on_thread(_statement, connection, method, sql, parameters)
+            )
         if writing:
             await connection.take_write_turn()
         try:
@@ -109,6 +121,9 @@ class OneTripCursor:
                 )
         finally:
             connection.end_write_turn_if_done()
+        return self._took(outcome)
+
+    def _took(self, outcome: _Outcome) -> OneTripCursor:
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
