@@ -73,16 +73,17 @@ ENGINE_DOWN_MESSAGE = N_(
 
 # Built once: every message runs them, and building a statement costs more than running it.
 _identities, _conversations = table_of(ChannelIdentity).c, table_of(Conversation).c
+_citizens = table_of(Citizen).c
 FIND_SENDER = (
     select(
-        table_of(Citizen).c.id,
+        _citizens.id,
         _identities.id,
         _conversations.id,
-        table_of(Citizen).c.language,
+        _citizens.language,
         _conversations.dialogue_id,
     )
     .join_from(table_of(ChannelIdentity), table_of(Conversation))
-    .join(table_of(Citizen), table_of(Citizen).c.id == _identities.citizen_id)
+    .join(table_of(Citizen), _citizens.id == _identities.citizen_id)
     .where(
         _identities.channel == bindparam("channel"), _identities.external_id == bindparam("sender")
     )

@@ -20,23 +20,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db.leases import take_lease
 from bot.db.models import Conversation, Direction, Message, table_of, utcnow
 
 logger = logging.getLogger(__name__)
 
 # Built once: each message runs them, and building a statement costs more than running it.
 _conversations = table_of(Conversation).c
-TAKE = (
-    update(table_of(Conversation))
-    .where(
-        _conversations.id == bindparam("conversation_id"),
-        or_(_conversations.lease_until.is_(None), _conversations.lease_until < bindparam("now")),
-    )
-    .values(lease_owner=bindparam("token"), lease_until=bindparam("until"))
-)
 RELEASE = (
     update(table_of(Conversation))
     .where(
@@ -174,13 +167,10 @@ class InboundWorker:
 
     async def _take(self, session: AsyncSession, lease: Lease) -> bool:
         """The conversation for ``lease`` if nobody holds it (or their lease ran out)."""
-        now = utcnow()
-        taken = await session.execute(
-            TAKE,
-            {"conversation_id": lease.conversation_id, "now": now,
-             "token": lease.token, "until": now + self.lease},
+        return await take_lease(
+            session, Conversation, lease.conversation_id, utcnow(), self.lease,
+            lease_owner=lease.token,
         )  # fmt: skip
-        return bool(getattr(taken, "rowcount", 0))
 
     async def _oldest_waiting(self, session: AsyncSession, conversation_id: str) -> Message | None:
         return await session.scalar(

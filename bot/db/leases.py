@@ -3,13 +3,14 @@ share background work: a conditional UPDATE succeeds for exactly one of them."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy import ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Application, Conversation, Delivery, utcnow
+from bot.db.models import Application, Conversation, Delivery, table_of, utcnow
 
 Leased = type[Conversation] | type[Delivery] | type[Application]
 
@@ -30,12 +31,35 @@ async def take_lease(
 ) -> bool:
     """Claim the row for ``duration`` if it is free (and ``conditions`` hold), in the
     caller's transaction; whether this caller won."""
-    result = await session.execute(
-        update(model)
-        .where(model.id == row_id, lease_free(model, now), *conditions)
-        .values(lease_until=now + duration, **values)
-    )
+    if conditions:
+        statement = (
+            update(model)
+            .where(model.id == row_id, lease_free(model, now), *conditions)
+            .values(lease_until=now + duration, **values)
+        )
+        result = await session.execute(statement)
+    else:  # the per-message case (the inbound lease): a statement built once
+        parameters = {f"new_{key}": value for key, value in values.items()}
+        result = await session.execute(
+            _plain_take(model, tuple(values)),
+            {"row_id": row_id, "now": now, "until": now + duration, **parameters},
+        )
     return bool(getattr(result, "rowcount", 0))
+
+
+@functools.cache
+def _plain_take(model: Leased, keys: tuple[str, ...]) -> Update:
+    """:func:`take_lease` without extra conditions, on the table: building the statement
+    cost more than running it, and the inbound lease runs it for every message."""
+    columns = table_of(model).c
+    return (
+        update(table_of(model))
+        .where(
+            columns.id == bindparam("row_id"),
+            or_(columns.lease_until.is_(None), columns.lease_until < bindparam("now")),
+        )
+        .values(lease_until=bindparam("until"), **{key: bindparam(f"new_{key}") for key in keys})
+    )
 
 
 async def claim(

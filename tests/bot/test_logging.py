@@ -3,14 +3,13 @@ configures only its own loggers), and carry no phone number in clear."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from support.processes import run_python
+
 PHONE = "+15145550100"
 # What a fresh gateway process does: build the app, then log as the SMS turn does.
 SCRIPT = f"""
@@ -24,16 +23,9 @@ logging.getLogger("channels.sms.twilio").debug("debug detail")
 
 
 def run_gateway_process(tmp_path: Path, level: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOG_LEVEL": level,
-           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"}  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    return run_python(
+        "-c", SCRIPT, env={"LOG_LEVEL": level, "DATABASE_URL": database_url}, timeout=120
     )
 
 

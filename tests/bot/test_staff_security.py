@@ -4,9 +4,7 @@ SQLite database. Time is passed explicitly: nothing sleeps."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -36,7 +34,7 @@ from bot.console.security import (
 )
 from bot.db.models import StaffMember, StaffRole, StaffSession
 from bot.db.session import create_engine, session_factory
-from bot.settings import PROJECT_ROOT
+from support.processes import run_python
 from support.stack import migrate
 
 PASSWORD = "correct horse battery"
@@ -317,16 +315,7 @@ async def test_set_password_unlocks_and_logs_out(
 
 
 def cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.console", *args],
-        env={**os.environ, "DATABASE_URL": database_url},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "bot.console", *args, env={"DATABASE_URL": database_url}, stdin=stdin)
 
 
 async def test_the_cli_manages_accounts(
