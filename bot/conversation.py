@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import (
+    LATEST_FIRST,
     ChannelIdentity,
     Citizen,
     Conversation,
@@ -100,7 +101,7 @@ LAST_MENU = (
         Message.conversation_id == bindparam("conversation_id"),
         Message.direction == Direction.OUTBOUND,
     )
-    .order_by(Message.id.desc())
+    .order_by(*LATEST_FIRST)
     .limit(1)
 )
 ANSWERED = (

@@ -49,6 +49,13 @@ OLDEST_WAITING = (
     .order_by(Message.id)
     .limit(1)
 )
+# No channel term: SQLite would then pick the unique (channel, external_id) index and read
+# every message of the channel, not the small index of waiting ones.
+LEFT_WAITING = select(Message.conversation_id, Message.channel).where(
+    Message.direction == Direction.INBOUND,
+    Message.processed_at.is_(None),
+    Message.created_at < bindparam("cutoff"),
+)
 
 
 @dataclass(eq=False)
@@ -138,17 +145,9 @@ class InboundWorker:
         """Drain conversations whose messages wait longer than they should (a crash)."""
         cutoff = utcnow() - self.stale_after
         async with self.sessions() as session:
-            waiting = await session.scalars(
-                select(Message.conversation_id)
-                .where(
-                    Message.direction == Direction.INBOUND,
-                    Message.processed_at.is_(None),
-                    Message.channel.in_(self.handlers),
-                    Message.created_at < cutoff,
-                )
-                .distinct()
-            )
-            conversation_ids = list(waiting)
+            waiting = await session.execute(LEFT_WAITING, {"cutoff": cutoff})
+            ours = (row.conversation_id for row in waiting if row.channel in self.handlers)
+            conversation_ids = list(dict.fromkeys(ours))
         for conversation_id in conversation_ids:
             await self.drain(conversation_id)
 

@@ -12,7 +12,7 @@ from bot.actions.menus import intent_payload, main_menu, service_buttons
 from bot.actions.protocol import active_loop
 from bot.actions.registry import action
 from bot.conversation import LANGUAGE_SET
-from bot.db.models import ApplicationDraft, Direction, Message
+from bot.db.models import LATEST_FIRST, ApplicationDraft, Direction, Message
 from bot.i18n import N_, language_name, localizer
 from channels.base import Button
 from service_connectors.answers import match_option
@@ -127,7 +127,7 @@ async def talk_to_human(ctx: ActionContext) -> None:
                 Message.conversation_id == ctx.conversation.id,
                 Message.direction == Direction.OUTBOUND,
             )
-            .order_by(Message.id.desc())
+            .order_by(*LATEST_FIRST)
             .limit(1)
         )
     reason = _handoff_reason(ctx)

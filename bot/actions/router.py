@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actions.context import ActionContext
 from bot.actions.handlers import ACTIONS
 from bot.actions.protocol import ActionCall, NlgCall, parsed_body
-from bot.db.models import Citizen, Conversation, Direction, Message, table_of
+from bot.db.models import LATEST_FIRST, Citizen, Conversation, Direction, Message, table_of
 from bot.deps import Runtime, get_runtime
 from bot.i18n import localizer
 from bot.nlg import render_response
@@ -86,7 +86,7 @@ LATEST_INBOUND = (
         Message.conversation_id == bindparam("conversation_id"),
         Message.direction == Direction.INBOUND,
     )
-    .order_by(Message.id.desc())
+    .order_by(*LATEST_FIRST)
     .limit(1)
 )
 _messages = table_of(Message)

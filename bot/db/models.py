@@ -129,6 +129,10 @@ class Conversation(Base):
     identity: Mapped[ChannelIdentity] = relationship()
 
 
+# The rows of ``ix_messages_waiting``. Queries that should use it repeat these terms.
+WAITING = text("processed_at IS NULL AND direction = 'INBOUND'")
+
+
 class Message(Base):
     """Every message in and out, stored before it is processed so nothing is lost."""
 
@@ -136,14 +140,15 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
-        # The messages still to process: every replica's sweep looks for them each second,
-        # and the table grows with every message ever exchanged.
+        # The inbound messages still to process (outbound ones are never "processed"):
+        # each message's drain and every replica's sweep, each second, look for them, and
+        # the table grows with every message ever exchanged. Usually empty.
         Index(
-            "ix_messages_unprocessed",
-            "channel",
-            "created_at",
-            sqlite_where=text("processed_at IS NULL"),
-            postgresql_where=text("processed_at IS NULL"),
+            "ix_messages_waiting",
+            "conversation_id",
+            "id",
+            sqlite_where=WAITING,
+            postgresql_where=WAITING,
         ),
     )
 
@@ -166,6 +171,12 @@ class Message(Base):
     provider_data: Mapped[dict[str, Any] | None] = mapped_column()
     # The call-centre agent who wrote an outbound message (``None``: the bot or a notice).
     staff_id: Mapped[str | None] = mapped_column(ForeignKey("staff.id"))
+
+
+# A conversation's messages newest first, in the order of ix_messages_conversation_created
+# (with SQLite's rowid), so reading its latest message does not read its whole history.
+# One drain at a time writes a conversation, so its times follow its ids.
+LATEST_FIRST = (Message.created_at.desc(), Message.id.desc())
 
 
 class DeliveryStatus(enum.StrEnum):
