@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.leases import take_lease
-from bot.db.models import Conversation, Direction, Message, table_of, utcnow
+from bot.db.models import WAITING_TERMS, Conversation, Message, table_of, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ OLDEST_WAITING = (
     select(Message)
     .where(
         Message.conversation_id == bindparam("conversation_id"),
-        Message.direction == Direction.INBOUND,
-        Message.processed_at.is_(None),
+        *WAITING_TERMS,
         Message.channel.in_(bindparam("channels", expanding=True)),
     )
     .order_by(Message.id)
@@ -52,9 +51,7 @@ OLDEST_WAITING = (
 # No channel term: SQLite would then pick the unique (channel, external_id) index and read
 # every message of the channel, not the small index of waiting ones.
 LEFT_WAITING = select(Message.conversation_id, Message.channel).where(
-    Message.direction == Direction.INBOUND,
-    Message.processed_at.is_(None),
-    Message.created_at < bindparam("cutoff"),
+    *WAITING_TERMS, Message.created_at < bindparam("cutoff")
 )
 
 

@@ -129,7 +129,7 @@ class Conversation(Base):
     identity: Mapped[ChannelIdentity] = relationship()
 
 
-# The rows of ``ix_messages_waiting``. Queries that should use it repeat these terms.
+# The rows of ``ix_messages_waiting`` (queries use it through ``WAITING_TERMS``).
 WAITING = text("processed_at IS NULL AND direction = 'INBOUND'")
 
 
@@ -177,6 +177,8 @@ class Message(Base):
 # (with SQLite's rowid), so reading its latest message does not read its whole history.
 # One drain at a time writes a conversation, so its times follow its ids.
 LATEST_FIRST = (Message.created_at.desc(), Message.id.desc())
+# WAITING as query terms: a query that has them all can read ix_messages_waiting.
+WAITING_TERMS = (Message.processed_at.is_(None), Message.direction == Direction.INBOUND)
 
 
 class DeliveryStatus(enum.StrEnum):
