@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,10 +24,10 @@ from bot.db.models import (
     Conversation,
     Direction,
     Message,
-    inserted_id,
     table_of,
     utcnow,
 )
+from bot.db.retry import retrying
 from bot.handoff import TALK_TO_HUMAN, Handoffs, is_person_keyword
 from bot.i18n import N_, Localizer, language_name, localizer
 from bot.inbound import Lease
@@ -95,6 +96,16 @@ TOUCH = (
     .values(last_activity_at=bindparam("now"))
 )
 STORE = insert(table_of(Message))
+_messages = table_of(Message).c
+# The inbound message first, before any other row is locked: a provider's retry of a
+# message being processed then waits on that message alone and finds it stored, instead
+# of holding the conversation row the handler needs (a deadlock on PostgreSQL).
+STORE_NEW = {
+    name: insert_of(table_of(Message))
+    .on_conflict_do_nothing(index_elements=[_messages.channel, _messages.external_id])
+    .returning(_messages.id)
+    for name, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 LAST_MENU = (
     select(Message.buttons)
     .where(
@@ -188,14 +199,18 @@ class ConversationService:
         """Find the sender and commit the message (and what ``claim`` takes, in the same
         transaction); ``None`` if this provider id was seen. A known sender costs one
         transaction (the common case on a webhook's hot path)."""
-        async with self.sessions() as session:
-            participant = await self._find(session, incoming.channel, incoming.sender)
-            if participant is not None:
-                stored = await self._store_inbound(session, participant, incoming, claim)
-        if participant is None:  # first contact: create, then store (never two sessions held)
-            participant = await self.participant(incoming.channel, incoming.sender)
+
+        async def store() -> tuple[Participant, tuple[int, Lease | None] | None]:
             async with self.sessions() as session:
-                stored = await self._store_inbound(session, participant, incoming, claim)
+                found = await self._find(session, incoming.channel, incoming.sender)
+                if found is not None:
+                    return found, await self._store_inbound(session, found, incoming, claim)
+            # first contact: create, then store (never two sessions held)
+            created = await self.participant(incoming.channel, incoming.sender)
+            async with self.sessions() as session:
+                return created, await self._store_inbound(session, created, incoming, claim)
+
+        participant, stored = await retrying(store, "storing an inbound message")
         if stored is None:
             logger.info("duplicate message %s ignored", incoming.external_id)
             return None
@@ -389,7 +404,6 @@ class ConversationService:
     ) -> tuple[int, Lease | None] | None:
         """Commit the message before processing; ``None`` if this provider id was seen."""
         now = utcnow()
-        await session.execute(TOUCH, {"conversation_id": participant.conversation_id, "now": now})
         message = {
             "conversation_id": participant.conversation_id,
             "direction": Direction.INBOUND,
@@ -400,14 +414,17 @@ class ConversationService:
             "media_count": int(incoming.metadata.get("media_count", 0)),
             "provider_data": incoming.metadata.get("provider_data"),
         }
-        try:
-            stored = await session.execute(STORE, message)
-            lease = await claim(session, participant.conversation_id) if claim else None
-            await session.commit()
-        except IntegrityError:
+        store = STORE_NEW[session.get_bind().dialect.name]
+        message_id = (await session.execute(store, message)).scalar()
+        if message_id is None:  # this provider id was stored before
             await session.rollback()
             return None
-        return inserted_id(stored), lease
+        # Written after the message and before any claim: a drain settling meanwhile
+        # waits for this commit, then finds the message (bot.inbound).
+        await session.execute(TOUCH, {"conversation_id": participant.conversation_id, "now": now})
+        lease = await claim(session, participant.conversation_id) if claim else None
+        await session.commit()
+        return message_id, lease
 
     async def record_replies(
         self,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.leases import take_lease
 from bot.db.models import WAITING_TERMS, Conversation, Message, table_of, utcnow
+from bot.db.retry import ATTEMPTS, is_transient, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,22 @@ class InboundWorker:
 
     async def drain(self, conversation_id: str, lease: Lease | None = None) -> None:
         lease = lease or await self._acquire(conversation_id)
+        failures = 0  # transient ones, of the message at the head of the conversation
         while lease is not None and lease.next_message is not None:
             message, lease.next_message, lease.settled = lease.next_message, None, False
             try:
                 await self._process(message, lease)
             finally:
                 if not lease.settled:
-                    await self._settle_alone(lease)
+                    await retrying(lambda: self._settle_alone(lease), "settling a lease")
+            if lease.next_message is None or lease.next_message.id != message.id:
+                failures = 0
+                continue
+            failures += 1  # the same message again: its turn lost a race and did nothing
+            if failures >= ATTEMPTS:  # leave it to the sweep, after a pause
+                await retrying(lambda: self._release_alone(lease), "releasing a lease")
+                return
+            await asyncio.sleep(0.05 * failures)
 
     async def claim(self, session: AsyncSession, conversation_id: str) -> Lease | None:
         """In the transaction that stored a message (after the write to its conversation
@@ -152,14 +162,28 @@ class InboundWorker:
         handler = self.handlers[message.channel]
         try:
             await handler(message, lease)
-        except Exception:  # a bug must not wedge the conversation: log, move on
+        except Exception as exc:
+            lease.settled = False  # its transaction did not commit, or may not have
+            if is_transient(exc):  # it did nothing: the message waits, and is run again
+                logger.warning("inbound message %s lost a database race; again", message.id)
+                return
+            # a bug must not wedge the conversation: log, move on
             logger.exception("inbound message %s failed; marked processed", message.id)
-            lease.settled = False  # its transaction may not have committed
-            async with self.sessions() as session:
-                await session.execute(
-                    update(Message).where(Message.id == message.id).values(processed_at=utcnow())
-                )
-                await session.commit()
+            await retrying(lambda: self._mark_processed(message.id), "marking a failed message")
+
+    async def _mark_processed(self, message_id: int) -> None:
+        async with self.sessions() as session:
+            await session.execute(
+                update(Message).where(Message.id == message_id).values(processed_at=utcnow())
+            )
+            await session.commit()
+
+    async def _release_alone(self, lease: Lease) -> None:
+        async with self.sessions() as session:
+            await session.execute(
+                RELEASE, {"conversation_id": lease.conversation_id, "token": lease.token}
+            )
+            await session.commit()
 
     async def _take(self, session: AsyncSession, lease: Lease) -> bool:
         """The conversation for ``lease`` if nobody holds it (or their lease ran out)."""

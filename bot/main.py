@@ -72,7 +72,9 @@ async def background_work(
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, settings.database_pool_size, settings.database_max_overflow
+    )
     sessions = session_factory(engine)
     rasa = RasaClient(
         str(settings.rasa_url).rstrip("/"),

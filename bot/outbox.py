@@ -29,6 +29,7 @@ from bot.db.models import (
     table_of,
     utcnow,
 )
+from bot.metrics import DETACHED, GatewayMetrics
 from bot.privacy import mask
 from channels.base import DeliveryError, OutputChannel
 from channels.sms.composer import count_segments
@@ -46,6 +47,9 @@ STATUS_RANK = {
     DeliveryStatus.FAILED: 3,
     DeliveryStatus.SUPPRESSED: 3,
 }
+
+
+FAILED_FOR_GOOD = (DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED)
 
 
 # Built once: every reply runs them, and building a statement costs more than running it.
@@ -116,10 +120,12 @@ class Outbox:
         sessions: async_sessionmaker[AsyncSession],
         max_attempts: int,
         retry_base_seconds: float = 5.0,
+        metrics: GatewayMetrics = DETACHED,
     ) -> None:
         self.sessions = sessions
         self.max_attempts = max_attempts
         self.retry_base_seconds = retry_base_seconds
+        self.metrics = metrics
         self.senders: dict[str, OutputChannel] = {}
 
     def register(self, channel: str, sender: OutputChannel) -> None:
@@ -185,7 +191,9 @@ class Outbox:
             or (reachable.opted_out_at is not None and not delivery.ignore_opt_out)
         ):
             await self._settled(session, delivery, DeliveryStatus.SUPPRESSED)
+            self._count(delivery.channel, "suppressed")
             return 0
+        await session.commit()  # only read: no transaction waits on the provider
         delivery.attempts += 1
         try:
             provider_id = await self.senders[delivery.channel].deliver(
@@ -197,7 +205,12 @@ class Outbox:
             return 0
         delivery.provider_id = provider_id
         await self._settled(session, delivery, DeliveryStatus.ACCEPTED)
+        self._count(delivery.channel, "sent")
+        self.metrics.messages_sent.labels(delivery.channel).inc()
         return 1
+
+    def _count(self, channel: str, outcome: str) -> None:
+        self.metrics.deliveries.labels(channel, outcome).inc()
 
     async def _settled(
         self, session: AsyncSession, delivery: Delivery, status: DeliveryStatus
@@ -237,16 +250,18 @@ class Outbox:
         else:
             delivery.status = DeliveryStatus.FAILED
             logger.error("delivery %s failed for good (%s)", delivery.id, error)
+        retried = delivery.status == DeliveryStatus.QUEUED
+        self._count(delivery.channel, "retried" if retried else "failed")
 
     async def record_status(
         self, channel: str, provider_id: str, status: DeliveryStatus, error: DeliveryError | None
     ) -> bool:
         """A provider's delivery report; ``False`` if we do not know the message."""
         async with self.sessions() as session:
-            delivery = await session.scalar(
-                select(Delivery).where(
-                    Delivery.channel == channel, Delivery.provider_id == provider_id
-                )
+            delivery = await session.scalar(  # locked: reports race on several replicas
+                select(Delivery)
+                .where(Delivery.channel == channel, Delivery.provider_id == provider_id)
+                .with_for_update()
             )
             if delivery is None:
                 return False
@@ -262,6 +277,8 @@ class Outbox:
                     return True
                 delivery.error_code = error.code
             if STATUS_RANK[status] >= STATUS_RANK[DeliveryStatus(delivery.status)]:
+                if status != delivery.status and status in FAILED_FOR_GOOD:
+                    self._count(channel, "failed")  # reported after the provider took it
                 delivery.status = status
             await session.commit()
             return True

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.LOCAL
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'gateway.db'}"
+    # PostgreSQL connections per gateway process: kept open, and opened beyond under load.
+    database_pool_size: Annotated[int, Field(ge=1)] = 5
+    database_max_overflow: Annotated[int, Field(ge=0)] = 10
     rasa_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:5005")
     rasa_token: SecretStr | None = None
     rasa_timeout_seconds: float = 20.0

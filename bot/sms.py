@@ -218,4 +218,5 @@ class SmsTurns:
             session, application, participant.citizen_id, participant.identity_id
         ):
             return None
+        await session.commit()  # only read so far: no transaction waits on the backend
         return await status_text(application, words, self.catalogue, self.connectors)

@@ -30,6 +30,7 @@ from bot.notify import Notifier
 from bot.outbox import backoff
 from service_connectors.base import (
     ConnectorError,
+    Receipt,
     ServiceConnector,
     SubmissionRejected,
 )
@@ -87,46 +88,56 @@ class SubmissionRetries:
         return accepted
 
     async def _retry(self, application_id: str) -> int:
+        """One attempt on a row whose lease we hold. The backend is called between two
+        transactions: none stays open across the network call."""
+        async with self.sessions() as session:
+            filed = await session.get(Application, application_id)
+        if filed is None or filed.stage not in (PENDING_SUBMISSION, SUBMITTING):
+            return 0
+        connector = self.connectors.get(filed.connector)
+        outcome: Receipt | ConnectorError
+        try:
+            if connector is None:
+                raise ConnectorError(f"connector {filed.connector} is not configured")
+            outcome = await connector.submit(submission_of(filed))
+        except ConnectorError as exc:  # SubmissionRejected included
+            outcome = exc
         async with self.sessions() as session:
             application = await session.get(Application, application_id)
-            if application is None or application.stage not in (PENDING_SUBMISSION, SUBMITTING):
-                return 0
-            connector = self.connectors.get(application.connector)
+            assert application is not None  # rows are never deleted under a lease
             application.submit_attempts += 1
             application.lease_until = None
-            try:
-                if connector is None:
-                    raise ConnectorError(f"connector {application.connector} is not configured")
-                receipt = await connector.submit(submission_of(application))
-            except SubmissionRejected as rejection:
-                await self._refused(session, application, rejection)
-                await session.commit()
-                return 0
-            except ConnectorError as exc:
-                application.stage = PENDING_SUBMISSION
-                delay = backoff(application.submit_attempts, self.retry_base_seconds)
-                application.next_attempt_at = utcnow() + delay
-                logger.warning(
-                    "application %s still not accepted (%s); attempt %d, next in %.0f s",
-                    application.id,
-                    exc,
-                    application.submit_attempts,
-                    delay.total_seconds(),
-                )
-                await session.commit()
-                return 0
-            application.reference = citizen_reference(receipt, application)
-            application.backend_id = receipt.backend_id
-            application.stage = receipt.stage.value
-            application.next_attempt_at = None
-            await self.notifier.filed_later(session, application)
+            accepted = await self._record(session, application, outcome)
             await session.commit()
-            logger.info(
-                "application %s accepted after %d attempts",
+        return accepted
+
+    async def _record(
+        self, session: AsyncSession, application: Application, outcome: Receipt | ConnectorError
+    ) -> int:
+        if isinstance(outcome, SubmissionRejected):
+            await self._refused(session, application, outcome)
+            return 0
+        if isinstance(outcome, ConnectorError):
+            application.stage = PENDING_SUBMISSION
+            delay = backoff(application.submit_attempts, self.retry_base_seconds)
+            application.next_attempt_at = utcnow() + delay
+            logger.warning(
+                "application %s still not accepted (%s); attempt %d, next in %.0f s",
                 application.id,
+                outcome,
                 application.submit_attempts,
+                delay.total_seconds(),
             )
-            return 1
+            return 0
+        application.reference = citizen_reference(outcome, application)
+        application.backend_id = outcome.backend_id
+        application.stage = outcome.stage.value
+        application.next_attempt_at = None
+        await self.notifier.filed_later(session, application)
+        logger.info(
+            "application %s accepted after %d attempts", application.id, application.submit_attempts
+        )
+        return 1
 
     async def _refused(
         self, session: AsyncSession, application: Application, rejection: SubmissionRejected

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.db.models import Application, BackendEvent, utcnow
 from bot.notify import Notifier
@@ -53,10 +54,23 @@ class StatusTracker:
         self.notifier = notifier
 
     async def apply(self, session: AsyncSession, application: Application, stage: Stage) -> bool:
-        """Record ``stage``; True (and the citizen told, once) if it is a change."""
+        """Record ``stage``; True (and the citizen told, once) if it is a change. The
+        write names the stage it replaces, so of two replicas recording the same change
+        (a push and a poll) one wins and one citizen message goes out."""
         if application.stage == stage.value:
             return False
-        application.stage = stage.value
+        moved = await session.execute(
+            update(Application)
+            .where(
+                Application.id == application.id,
+                Application.stage.is_not_distinct_from(application.stage),
+            )
+            .values(stage=stage.value)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(moved, "rowcount", 0):
+            return False
+        set_committed_value(application, "stage", stage.value)
         await self.notifier.stage_changed(session, application)
         logger.info("application %s moved to %s", application.id, stage.value)
         return True
@@ -87,7 +101,8 @@ class StatusTracker:
         return changed
 
     async def _poll(self, application_id: str, seen: datetime | None, interval: timedelta) -> int:
-        """Read one status, unless another replica polled it since ``seen``."""
+        """Read one status, unless another replica polled it since ``seen``. The claim
+        commits before the backend is asked: no transaction waits on a network call."""
         # Spread the next polls (jitter) so they do not come back all at once.
         stamp = utcnow() - interval * random.uniform(0, 0.2)  # noqa: S311 (not crypto)
         async with self.sessions() as session:
@@ -101,22 +116,25 @@ class StatusTracker:
                 )
                 .values(polled_at=stamp)
             )
+            await session.commit()
             if not getattr(claimed, "rowcount", 0):
                 return 0  # another replica polls it
             application = await session.get(Application, application_id)
-            connector = self.connectors.get(application.connector) if application else None
-            if application is None or connector is None or application.backend_id is None:
-                await session.commit()
+        connector = self.connectors.get(application.connector) if application else None
+        if application is None or connector is None or application.backend_id is None:
+            return 0
+        try:
+            report = await connector.get_status(application.backend_id)
+        except ConnectorError as exc:
+            logger.info("status of %s not read: %s", application.id, exc)
+            return 0
+        async with self.sessions() as session:
+            current = await session.get(Application, application_id)
+            if current is None:
                 return 0
-            try:
-                report = await connector.get_status(application.backend_id)
-            except ConnectorError as exc:
-                logger.info("status of %s not read: %s", application.id, exc)
-                await session.commit()
-                return 0
-            changed = await self.apply(session, application, report.stage)
+            changed = await self.apply(session, current, report.stage)
             await session.commit()
-            return int(changed)
+        return int(changed)
 
     def router(self) -> APIRouter:
         router = APIRouter()

@@ -253,6 +253,7 @@ async def check_status(ctx: ActionContext) -> None:
     if application is None or not await may_disclose(ctx, application):
         ctx.say(ctx._(N_("I cannot show the status of this application.")))
         return
+    await ctx.session.commit()  # the verification's record first: none waits on the backend
     ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
 
 

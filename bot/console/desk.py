@@ -235,11 +235,9 @@ class Desk:
             conversation_id=handoff.conversation_id,
             answers=dict(draft.answers),
             language=target.words.language,
-            stage=PENDING_SUBMISSION,
-            next_attempt_at=utcnow(),
-        )
+        )  # "submitting": a crash from here on leaves it to the retries
         session.add(application)
-        await session.flush()
+        await session.commit()  # before the backend is called: no transaction waits on it
         connector = self.connectors.get(service.connector)
         words = target.words
         try:
@@ -248,12 +246,15 @@ class Desk:
             receipt = await connector.submit(submission_of(application))
         except SubmissionRejected as rejection:
             await session.delete(application)
+            await session.commit()  # the error below rolls back only what follows
             fields = ", ".join(rejection.field_errors) or "unknown"
             raise DeskError(
                 N_("The office refused the application (fields: {fields})."), fields=fields
             ) from None
         except ConnectorError as exc:
             logger.warning("application %s kept for retry: %s", application.id, exc)
+            application.stage = PENDING_SUBMISSION  # bot.submissions retries it
+            application.next_attempt_at = utcnow()
             application.submit_attempts = 1
             text = words.gettext(SAVED_FOR_YOU)
         else:
@@ -277,6 +278,7 @@ class Desk:
         if application is None or application.citizen_id != handoff.citizen_id:
             raise DeskError(N_("That application is not this citizen's."))
         words = localizer("en")
+        await session.commit()  # nothing written yet: no transaction waits on the backend
         text = await status_text(application, words, self.catalogue, self.connectors)
         audit(session, staff, "look_up_status", handoff, application=application.id)
         return text

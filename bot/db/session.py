@@ -1,4 +1,11 @@
-"""The async engine and session factory, created once per app from ``DATABASE_URL``."""
+"""The async engine and session factory, created once per app from ``DATABASE_URL``.
+
+PostgreSQL (asyncpg) is how a city runs it: each gateway process keeps a pool of
+``pool_size`` connections and opens up to ``max_overflow`` more under load (size them
+against the server's ``max_connections``, see docs/operations.md). SQLite (stock aiosqlite)
+is the embedded default for one machine: WAL, so readers never wait for the writer, and a
+busy timeout, so a writer waits its turn instead of failing.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bot.db.sqlite import one_trip_creator
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
 def async_url(url: str) -> str:
@@ -25,20 +32,20 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
     url = async_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs = {"async_creator": one_trip_creator(url, timeout=30)}
-    engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
+    if not url.startswith("sqlite"):
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+        )
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
     return engine
 
