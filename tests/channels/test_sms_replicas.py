@@ -41,9 +41,7 @@ def test_each_webhook_posted_to_two_replicas_at_once_is_answered_exactly_once(
         sms_rate_limit_messages=MESSAGES,  # the phones text fast on purpose
     )
     phones = [f"+1514555{n:04d}" for n in range(PHONES)]
-    messages = [
-        inbound(f"SMreplay{n:06d}", phones[n % PHONES], "HELP") for n in range(MESSAGES)
-    ]
+    messages = [inbound(f"SMreplay{n:06d}", phones[n % PHONES], "HELP") for n in range(MESSAGES)]
     with ExitStack() as replicas:
         urls = [replicas.enter_context(gateway(settings)).url for _ in range(2)]
         statuses = asyncio.run(post_everywhere(urls, PUBLIC, messages))
