@@ -43,6 +43,7 @@ from bot.linking import (
     redeem_code,
     unlink,
 )
+from bot.metrics import DETACHED
 from bot.privacy import mask
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
@@ -171,6 +172,8 @@ async def load_sender(
 
 
 class ConversationService:
+    metrics = DETACHED  # the app's (bot/main.py): inbound messages stored
+
     def __init__(
         self,
         settings: Settings,
@@ -215,6 +218,7 @@ class ConversationService:
             logger.info("duplicate message %s ignored", incoming.external_id)
             return None
         message_id, lease = stored
+        self.metrics.messages_received.labels(incoming.channel).inc()
         return Accepted(participant, message_id, lease)
 
     async def respond(

@@ -1,4 +1,5 @@
-"""The gateway's FastAPI application: channels, Rasa's action/NLG endpoints, health."""
+"""The gateway's FastAPI application: channels, Rasa's action/NLG endpoints, health
+(``/healthz`` liveness, ``/readyz`` readiness) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.actions.router import router as rasa_router
+from bot.backlog import Backlog
 from bot.connectors import build_connectors, routed_catalogue
 from bot.console import install as install_console
 from bot.conversation import ConversationService
@@ -21,6 +23,7 @@ from bot.db.session import create_engine, session_factory
 from bot.deps import Runtime, RuntimeDep
 from bot.handoff import Handoffs
 from bot.inbound import InboundWorker
+from bot.metrics import BreakerStates, GatewayMetrics, WebhookTimer
 from bot.nlg import load_responses
 from bot.notify import Notifier
 from bot.outbox import Outbox
@@ -69,6 +72,23 @@ async def background_work(
                 logger.exception("background work failed")
 
 
+async def database_problem(engine: AsyncEngine) -> str | None:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means "not ready", reported by name
+        return type(exc).__name__
+    return None
+
+
+async def rasa_problem(rasa: RasaClient) -> str | None:
+    try:
+        status = await rasa.status()
+    except RasaUnavailable as exc:
+        return f"unreachable ({exc})"
+    return None if status.get("model_file") else "no model loaded"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -76,13 +96,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.database_url, settings.database_pool_size, settings.database_max_overflow
     )
     sessions = session_factory(engine)
+    metrics = GatewayMetrics()  # this app's registry: create_app may run many times
     rasa = RasaClient(
         str(settings.rasa_url).rstrip("/"),
         settings.rasa_token.get_secret_value() if settings.rasa_token else None,
         settings.rasa_timeout_seconds,
+        metrics,
     )
     catalogue = routed_catalogue(settings, load_catalogue(settings.catalogue_path))
-    outbox = Outbox(sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds)
+    outbox = Outbox(
+        sessions, settings.sms_max_send_attempts, settings.delivery_retry_base_seconds, metrics
+    )
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -95,11 +119,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         outbox=outbox,
     )
     conversations = ConversationService(settings, sessions, rasa, runtime.handoffs)
+    conversations.metrics = metrics
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
     notifier = Notifier(settings, catalogue, outbox)
     retries = SubmissionRetries(
-        sessions, runtime.connectors, catalogue, notifier, settings.submission_retry_base_seconds
+        sessions,
+        runtime.connectors,
+        catalogue,
+        notifier,
+        settings.submission_retry_base_seconds,
+        metrics,
     )
     tracker = StatusTracker(settings, sessions, runtime.connectors, notifier)
     # In this order each round: leftovers of inbound turns, applications to file again,
@@ -112,8 +142,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         outbox.send_due,
     ]
     channels = enabled_channels(
-        ChannelServices(settings, conversations, inbound, outbox, catalogue)
+        ChannelServices(settings, conversations, inbound, outbox, catalogue, metrics)
     )
+    teams = {settings.handoff_default_team, *settings.handoff_teams.values()}
+    names = [channel.name for channel in channels]
+    backlog = Backlog(sessions, names, runtime.connectors, teams)
+    metrics.watch(backlog, BreakerStates(runtime.connectors))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -139,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="civicgate", lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(WebhookTimer, histogram=metrics.webhook_latency, channels=names)
     app.include_router(rasa_router)
     app.include_router(tracker.router(), tags=["connectors"])
     install_console(app)
@@ -150,21 +185,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.add_api_route(route, endpoint, include_in_schema=False)
 
     @app.get("/healthz")
-    async def healthz(runtime: RuntimeDep) -> JSONResponse:
-        problems: dict[str, Any] = {}
-        try:
-            async with runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "not healthy", reported below
-            problems["database"] = type(exc).__name__
-        try:
-            status = await runtime.rasa.status()
-            if not status.get("model_file"):
-                problems["rasa"] = "no model loaded"
-        except RasaUnavailable as exc:
-            problems["rasa"] = f"unreachable ({exc})"
+    async def healthz() -> JSONResponse:
+        """Liveness: the process answers (nothing else is asked, so a database or Rasa
+        outage never gets a healthy gateway restarted)."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        """Readiness: the database and Rasa (with a model) answer; else 503 naming each
+        one that failed."""
+        checks = await asyncio.gather(database_problem(runtime.engine), rasa_problem(runtime.rasa))
+        problems = {
+            name: problem
+            for name, problem in zip(("database", "rasa"), checks, strict=True)
+            if problem is not None
+        }
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page(request: Request) -> Response:
+        await backlog.refresh()  # the shared database's state, read now
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     return app

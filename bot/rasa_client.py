@@ -6,10 +6,12 @@ about a tenth of httpx's CPU per request (``docs/performance.md``).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
 
+from bot.metrics import DETACHED, GatewayMetrics
 from channels.base import Button, OutgoingMessage
 
 
@@ -18,8 +20,16 @@ class RasaUnavailable(Exception):  # noqa: N818 (named like the connectors' erro
 
 
 class RasaClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 20.0,
+        metrics: GatewayMetrics = DETACHED,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._answered = metrics.nlu_latency.labels("ok")
+        self._unavailable = metrics.nlu_latency.labels("unavailable")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._params = {"token": token} if token else {}
         self._session: aiohttp.ClientSession | None = None
@@ -59,7 +69,13 @@ class RasaClient:
     ) -> list[OutgoingMessage]:
         """One user turn through Rasa's REST channel; the bot's replies in order."""
         body = {"sender": sender_id, "message": text, "metadata": metadata or {}}
-        replies = await self._call("POST", "/webhooks/rest/webhook", body)
+        started = time.perf_counter()
+        try:
+            replies = await self._call("POST", "/webhooks/rest/webhook", body)
+        except RasaUnavailable:
+            self._unavailable.observe(time.perf_counter() - started)
+            raise
+        self._answered.observe(time.perf_counter() - started)
         return [_to_message(item) for item in replies or [] if item.get("text")]
 
     async def append_events(self, sender_id: str, events: list[dict[str, Any]]) -> None:

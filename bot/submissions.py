@@ -26,6 +26,7 @@ from bot.actions.submission import (
 )
 from bot.db.leases import claim, lease_free
 from bot.db.models import Application, utcnow
+from bot.metrics import DETACHED, GatewayMetrics
 from bot.notify import Notifier
 from bot.outbox import backoff
 from service_connectors.base import (
@@ -52,12 +53,14 @@ class SubmissionRetries:
         catalogue: Catalogue,
         notifier: Notifier,
         retry_base_seconds: float,
+        metrics: GatewayMetrics = DETACHED,
     ) -> None:
         self.sessions = sessions
         self.connectors = connectors
         self.catalogue = catalogue
         self.notifier = notifier
         self.retry_base_seconds = retry_base_seconds
+        self.metrics = metrics
 
     async def run_due(self, limit: int = 20) -> int:
         """Try the applications whose retry is due; how many the backend accepted."""
@@ -109,6 +112,9 @@ class SubmissionRetries:
             application.lease_until = None
             accepted = await self._record(session, application, outcome)
             await session.commit()
+        refused = isinstance(outcome, SubmissionRejected)
+        result = "accepted" if accepted else "refused" if refused else "failed"
+        self.metrics.submission_attempts.labels(filed.connector, result).inc()
         return accepted
 
     async def _record(

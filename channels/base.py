@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, final
 from fastapi import APIRouter
 
 from bot.i18n import Localizer
+from bot.metrics import DETACHED, GatewayMetrics
 
 if TYPE_CHECKING:
     from bot.conversation import ConversationService
@@ -35,6 +36,7 @@ class ChannelServices:
     inbound: InboundWorker  # background, ordered processing (webhook channels)
     outbox: Outbox  # provider deliveries with retries (register an OutputChannel)
     catalogue: Catalogue  # the services (a messenger location may answer a location field)
+    metrics: GatewayMetrics = DETACHED  # what a channel counts (replies it answers itself)
 
 
 @dataclass(frozen=True, slots=True)

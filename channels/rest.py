@@ -38,6 +38,7 @@ class RestChannel(Channel):
                     external_id=body.message_id,
                 )
             )
+            self.services.metrics.messages_sent.labels(self.name).inc(len(replies))
             return [reply.as_rest_json() for reply in replies]
 
         return router

@@ -144,6 +144,7 @@ class WebChatChannel(Channel):
                 channel=self.name, sender=session, text=text, metadata={"language": language}
             )
         )
+        self.services.metrics.messages_sent.labels(self.name).inc(len(replies))
         return [reply.as_rest_json() for reply in replies]
 
     async def _push(self, socket: WebSocket, session: str) -> None:
@@ -168,6 +169,7 @@ class WebChatChannel(Channel):
         async with self.conversations.sessions() as db:
             collected = await collect_webchat(db, identity_id)
             await db.commit()
+        self.services.metrics.messages_sent.labels(self.name).inc(len(collected))
         return [_as_json(delivery) for delivery in collected]
 
 
