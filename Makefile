@@ -42,9 +42,15 @@ run: setup ## start Rasa, the reference backend and the gateway (Ctrl-C stops)
 browser: ## install Debian's chromium for the browser tests (if missing)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser ## run the whole test suite (trains the model if needed)
+# CIVICGATE_TEST_DB=sqlite or postgresql runs one; TEST_DATABASE_URL / TEST_REDIS_URL use
+# existing servers instead of the throwaway ones scripts/with-test-services.sh starts.
+TEST_DATABASES ?= $(or $(CIVICGATE_TEST_DB),sqlite postgresql)
+
+test: setup browser ## run the whole test suite on SQLite, then on PostgreSQL (+ Redis)
 	$(PY) -m bot.devstack --train-only
-	$(PY) -m pytest -p no:cacheprovider
+	scripts/with-test-services.sh bash -c 'set -e; for db in $(TEST_DATABASES); do \
+	    echo "civicgate: the test suite on $$db"; \
+	    CIVICGATE_TEST_DB=$$db $(PY) -m pytest -p no:cacheprovider; done'
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
