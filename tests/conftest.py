@@ -1,13 +1,18 @@
-"""Suite-wide guards: no test may reach anything but loopback."""
+"""Suite-wide guards: no test may reach anything but loopback; the gateway database of
+the run (``CIVICGATE_TEST_DB``, see ``support/db.py``): one per test, dropped after it,
+and the tests that only make sense on the other database skipped."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from support import db
 
 _real_connect = socket.socket.connect
 _real_getaddrinfo = socket.getaddrinfo
@@ -47,3 +52,48 @@ def _loopback_only() -> Iterator[None]:
     finally:
         socket.socket.connect = _real_connect  # type: ignore[method-assign]
         socket.getaddrinfo = _real_getaddrinfo
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        db.selected()
+    except RuntimeError as error:
+        raise pytest.UsageError(str(error)) from None
+    if db.on_postgresql() and not os.environ.get("TEST_DATABASE_URL"):
+        raise pytest.UsageError(
+            "CIVICGATE_TEST_DB=postgresql needs TEST_DATABASE_URL (a PostgreSQL server with a"
+            " superuser), or run through scripts/test-services.sh, which starts one"
+        )
+
+
+def pytest_report_header() -> str:
+    return f"gateway database: {db.describe()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    selected = db.selected()
+    for item in items:
+        for marker, only in (("sqlite_only", db.SQLITE), ("postgresql_only", db.POSTGRESQL)):
+            if only != selected and item.get_closest_marker(marker) is not None:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"{marker}: runs when CIVICGATE_TEST_DB={only}, this run is {selected}"
+                    )
+                )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _gateway_databases() -> Iterator[None]:
+    """Drop what is left (session fixtures' databases, the template) when the run ends."""
+    try:
+        yield
+    finally:
+        db.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gateway_database() -> Iterator[None]:
+    """The databases a test created (``support.db.database_url``) are dropped after it."""
+    mark = db.checkpoint()
+    yield
+    db.release(mark)

@@ -24,4 +24,4 @@ def gateway_server(tmp_path: Path, backend: ThreadedServer) -> Iterator[Threaded
 
 @pytest.fixture
 def driver(tmp_path: Path, gateway_server: ThreadedServer) -> ActionDriver:
-    return ActionDriver(gateway_server.url, tmp_path / "gateway.db", "+15145550100")
+    return ActionDriver(gateway_server.url, tmp_path, "+15145550100")

@@ -7,11 +7,11 @@ and the reference backend are real and on loopback.
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import httpx
 
+from support.db import query
 from support.driver import ActionDriver
 from support.servers import ThreadedServer
 from support.stack import ACTION_TOKEN, BACKEND_API_KEY
@@ -122,9 +122,8 @@ def test_cancel_drops_the_draft(driver: ActionDriver, tmp_path: Path) -> None:
     assert driver.run("validate_application_form", "confirmation") == []  # Rasa's rules take over
     assert "Nothing was sent" in driver.texts("action_cancel")
     assert driver.active_loop is None
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        assert db.execute("SELECT count(*) FROM application_drafts").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM applications").fetchone()[0] == 0
+    assert query(tmp_path, "SELECT count(*) FROM application_drafts") == [(0,)]
+    assert query(tmp_path, "SELECT count(*) FROM applications") == [(0,)]
 
 
 def test_backend_outage_keeps_the_application_with_a_provisional_reference(
@@ -138,8 +137,7 @@ def test_backend_outage_keeps_the_application_with_a_provisional_reference(
     assert "saved" in reply
     reference = REFERENCE.search(reply)
     assert reference is not None
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        rows = db.execute("SELECT provisional_reference, stage FROM applications").fetchall()
+    rows = query(tmp_path, "SELECT provisional_reference, stage FROM applications")
     assert rows == [(reference.group(1), "pending_submission")]
 
 

@@ -53,7 +53,7 @@ from bot.i18n import localizer
 from bot.office_hours import OfficeHours
 from bot.settings import Settings
 from channels.base import OutgoingMessage
-from support.db import query
+from support.db import as_json, database_url, query
 from support.driver import ActionDriver
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings, migrate
@@ -221,7 +221,8 @@ def audit_rows(tmp_path: Path) -> list[tuple[Any, ...]]:
 
 def handoff_row(tmp_path: Path, handoff_id: str) -> dict[str, Any]:
     columns = ("status", "kind", "team", "agent_id", "outcome", "feedback_score", "reason")
-    (row,) = query(tmp_path, f"SELECT {', '.join(columns)} FROM handoffs WHERE id = ?", handoff_id)
+    sql = f"SELECT {', '.join(columns)} FROM handoffs WHERE id = :id"
+    (row,) = query(tmp_path, sql, id=handoff_id)
     return dict(zip(columns, row, strict=True))
 
 
@@ -390,7 +391,7 @@ def test_a_wrong_password_is_refused_and_audited(
     assert "Wrong username or password." in response.text
     assert SESSION_COOKIE not in console.http.cookies
     assert query(
-        tmp_path, "SELECT action, client_address, json_extract(detail, '$.username') FROM audit_log"
+        tmp_path, "SELECT action, client_address, detail ->> 'username' FROM audit_log"
     ) == [("login_failed", "127.0.0.1", "alice")]
     assert query(tmp_path, "SELECT failed_logins FROM staff") == [(1,)]
     # An unknown account gets the very same answer.
@@ -434,7 +435,7 @@ def test_login_and_logout_are_audited_and_logout_ends_the_session(
     response = alice.http.post("/console/logout", data={"csrf_token": alice.csrf})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/login"
-    assert query(tmp_path, "SELECT action, staff_id FROM audit_log") == [
+    assert query(tmp_path, "SELECT action, staff_id FROM audit_log ORDER BY id") == [
         ("login", staff_id),
         ("logout", staff_id),
     ]
@@ -492,7 +493,7 @@ def test_agents_see_their_teams_and_a_supervisor_reassigns(
     transfers = query(
         tmp_path, "SELECT staff_id, handoff_id, detail FROM audit_log WHERE action = 'transfer'"
     )
-    assert transfers == [(sue_id, general, '{"to_staff": "ben"}')]
+    assert [(s, h, as_json(d)) for s, h, d in transfers] == [(sue_id, general, {"to_staff": "ben"})]
 
     refused = ana.act(f"/console/handoffs/{general}/reply", text="Still here")
     assert refused.status_code == 409
@@ -516,7 +517,7 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     ben_id = add_staff(settings, "ben")
     ana = consoles().sign_in("ana")  # online before the citizen asks
     ben = consoles().sign_in("ben")
-    driver = ActionDriver(server.url, tmp_path / "gateway.db", CITIZEN)
+    driver = ActionDriver(server.url, tmp_path, CITIZEN)
     driver.user("I want to talk to a person", "talk_to_human")
     replies = driver.run("action_talk_to_human")
     assert len(replies) == 1
@@ -556,7 +557,8 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     assert news["handoff"]["status"] == "claimed"
 
     assert ana.act(f"{page}/reply", text="Hello, this is Ana from the city.").status_code == 200
-    assert query(tmp_path, "SELECT direction, text FROM messages WHERE staff_id = ?", ana_id) == [
+    sql = "SELECT direction, text FROM messages WHERE staff_id = :staff ORDER BY id"
+    assert query(tmp_path, sql, staff=ana_id) == [
         ("OUTBOUND", "Hello, this is Ana from the city.")
     ]
     transcript = ana.get(page).json()["messages"]
@@ -601,7 +603,7 @@ def test_the_bot_stays_silent_for_a_claimed_conversation_after_a_restart(
         add_staff(settings, "ana")
         ana = Console(first.url).sign_in("ana")
         try:
-            driver = ActionDriver(first.url, tmp_path / "gateway.db", CITIZEN)
+            driver = ActionDriver(first.url, tmp_path, CITIZEN)
             driver.user("a person please", "talk_to_human")
             assert "number 1 in the queue" in driver.texts("action_talk_to_human")
             (handoff_id,) = [row["id"] for row in ana.queue()]
@@ -640,13 +642,13 @@ SMS_NUMBER = "+15145550123"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
-    migrate(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    migrate(database_url(tmp_path))
     return tmp_path
 
 
 @pytest.fixture
 async def sessions(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{database / 'gateway.db'}")
+    engine = create_engine(database_url(database))
     try:
         yield session_factory(engine)
     finally:
@@ -914,8 +916,8 @@ def test_an_agent_continues_a_phone_call_by_sms_in_french(
         "SELECT h.channel, i.external_id, c.language FROM handoffs h"
         " JOIN conversations v ON v.id = h.conversation_id"
         " JOIN channel_identities i ON i.id = v.identity_id"
-        " JOIN citizens c ON c.id = h.citizen_id WHERE h.id = ?",
-        handoff_id,
+        " JOIN citizens c ON c.id = h.citizen_id WHERE h.id = :id",
+        id=handoff_id,
     ) == [("sms", "+15145550199", "fr")]
     french = localizer("fr")
     expected = french.gettext(CONTINUE_BY_TEXT).format(

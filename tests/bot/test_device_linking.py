@@ -4,15 +4,15 @@ never reach the engine), checked against the database."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bot.linking import Command, DeviceCommand, device_command
-from support.db import query
+from support.db import execute, query
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings
 
@@ -32,7 +32,9 @@ def say(server: ThreadedServer, sender: str, text: str) -> str:
 
 
 def citizen_of(tmp_path: Path, sender: str) -> str:
-    rows = query(tmp_path, "SELECT citizen_id FROM channel_identities WHERE external_id=?", sender)
+    rows = query(
+        tmp_path, "SELECT citizen_id FROM channel_identities WHERE external_id = :sender", sender=sender
+    )
     return str(rows[0][0])
 
 
@@ -71,8 +73,8 @@ def test_a_code_joins_two_devices_to_one_citizen_and_one_dialogue(
         query(
             tmp_path,
             "SELECT c.id, c.dialogue_id FROM conversations c JOIN channel_identities i"
-            " ON i.id = c.identity_id WHERE i.external_id = ?",
-            sender,
+            " ON i.id = c.identity_id WHERE i.external_id = :sender",
+            sender=sender,
         )[0]
         for sender in ("laptop", "phone")
     )
@@ -93,8 +95,7 @@ def test_the_first_code_is_void_once_a_new_one_is_issued(
 
 def test_an_expired_code_is_refused(server: ThreadedServer, tmp_path: Path) -> None:
     code = code_from(say(server, "laptop", "LINK"))
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        db.execute("UPDATE link_codes SET expires_at = '2020-01-01 00:00:00.000000'")
+    execute(tmp_path, "UPDATE link_codes SET expires_at = :past", past=datetime(2020, 1, 1, tzinfo=UTC))
     assert "wrong or has expired" in say(server, "phone", f"LINK {code}")
     assert citizen_of(tmp_path, "phone") != citizen_of(tmp_path, "laptop")
 

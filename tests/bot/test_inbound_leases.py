@@ -18,13 +18,14 @@ from bot.inbound import InboundWorker, Lease
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
 from channels.base import IncomingMessage
+from support.db import database_url
 
 SENDER = "+15145550123"
 
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'leases.db'}")
+    engine = create_engine(database_url(tmp_path, "leases", empty=True))
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     yield session_factory(engine)

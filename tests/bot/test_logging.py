@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from support.db import database_url
 from support.processes import run_python
 
 PHONE = "+15145550100"
@@ -23,10 +24,8 @@ logging.getLogger("channels.sms.twilio").debug("debug detail")
 
 
 def run_gateway_process(tmp_path: Path, level: str) -> subprocess.CompletedProcess[str]:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-    return run_python(
-        "-c", SCRIPT, env={"LOG_LEVEL": level, "DATABASE_URL": database_url}, timeout=120
-    )
+    url = database_url(tmp_path)
+    return run_python("-c", SCRIPT, env={"LOG_LEVEL": level, "DATABASE_URL": url}, timeout=120)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ from bot.inbound import LEFT_WAITING, OLDEST_WAITING, RELEASE
 from bot.outbox import REACHABLE
 from bot.sms import RECENT_INBOUND
 
+pytestmark = pytest.mark.sqlite_only  # SQLite's own: skipped when CIVICGATE_TEST_DB=postgresql
+
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
 VALUES: dict[str, Any] = {"channels": ["sms", "telegram"], "since": NOW, "cutoff": NOW}
 

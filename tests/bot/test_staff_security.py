@@ -34,6 +34,7 @@ from bot.console.security import (
 )
 from bot.db.models import StaffMember, StaffRole, StaffSession
 from bot.db.session import create_engine, session_factory
+from support import db
 from support.processes import run_python
 from support.stack import migrate
 
@@ -49,7 +50,7 @@ def password_hash() -> str:
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    url = db.database_url(tmp_path)
     migrate(url)
     return url
 

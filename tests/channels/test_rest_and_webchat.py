@@ -3,7 +3,6 @@ these tests cover what the channel itself owns; tests/e2e runs the real engine).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from support.db import database_url, query
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings
 
@@ -22,9 +22,8 @@ def server(tmp_path: Path) -> Iterator[ThreadedServer]:
         yield running
 
 
-def stored_messages(database: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(database) as db:
-        return db.execute("SELECT direction, text FROM messages ORDER BY id").fetchall()
+def stored_messages(directory: Path) -> list[tuple[str, str]]:
+    return query(directory, "SELECT direction, text FROM messages ORDER BY id")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +43,7 @@ def test_odd_input_gets_a_polite_reply_and_is_kept(
     )
     assert response.status_code == 200
     assert expected in response.json()[0]["text"]
-    assert stored_messages(tmp_path / "gateway.db")[0] == ("INBOUND", message)
+    assert stored_messages(tmp_path)[0] == ("INBOUND", message)
 
 
 def test_rasa_down_gets_an_apology_and_the_message_is_kept(
@@ -55,7 +54,7 @@ def test_rasa_down_gets_an_apology_and_the_message_is_kept(
     )
     assert response.status_code == 200
     assert "cannot answer right now" in response.json()[0]["text"]
-    assert stored_messages(tmp_path / "gateway.db")[0] == ("INBOUND", "hello")
+    assert stored_messages(tmp_path)[0] == ("INBOUND", "hello")
 
 
 def test_a_repeated_message_id_is_answered_once(server: ThreadedServer, tmp_path: Path) -> None:
@@ -63,7 +62,7 @@ def test_a_repeated_message_id_is_answered_once(server: ThreadedServer, tmp_path
     first = httpx.post(f"{server.url}/channels/rest/webhook", json=body).json()
     second = httpx.post(f"{server.url}/channels/rest/webhook", json=body).json()
     assert len(first) == 1 and second == []
-    assert [m for m in stored_messages(tmp_path / "gateway.db") if m[0] == "INBOUND"] == [
+    assert [m for m in stored_messages(tmp_path) if m[0] == "INBOUND"] == [
         ("INBOUND", "hello")
     ]
 
@@ -79,7 +78,7 @@ def test_malformed_rest_bodies_are_refused(server: ThreadedServer, body: dict[st
 
 
 def test_health_reports_rasa_missing(server: ThreadedServer) -> None:
-    response = httpx.get(f"{server.url}/healthz")
+    response = httpx.get(f"{server.url}/readyz")
     assert response.status_code == 503
     assert "rasa" in response.json()["problems"]
     assert "database" not in response.json()["problems"]
@@ -144,7 +143,7 @@ def test_post_fallback_needs_the_session_cookie(server: ThreadedServer) -> None:
     assert "empty message" in replies[0]["text"]
 
 
-async def queue_for_browser(database: Path, cookie: str, text: str) -> None:
+async def queue_for_browser(directory: Path, cookie: str, text: str) -> None:
     """What an agent's reply or a notification does: a transcript and an outbox row."""
     from sqlalchemy import select
 
@@ -154,7 +153,7 @@ async def queue_for_browser(database: Path, cookie: str, text: str) -> None:
     from bot.i18n import localizer
     from channels.base import Button
 
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_engine(database_url(directory))
     async with session_factory(engine)() as session:
         identity = await session.scalar(
             select(ChannelIdentity).where(ChannelIdentity.external_id == cookie)
@@ -180,7 +179,7 @@ async def test_what_is_said_outside_a_turn_reaches_the_browser_once(
     cookies = {"civicgate_chat": cookie}
     async with httpx.AsyncClient(base_url=server.url, cookies=cookies) as client:
         await client.post("/channels/webchat/messages", json={"message": "hello"})
-        await queue_for_browser(tmp_path / "gateway.db", cookie, "Ada from the call centre here.")
+        await queue_for_browser(tmp_path, cookie, "Ada from the call centre here.")
         with open_socket(server, cookie, server.url) as socket:  # pushed on the websocket
             pushed = json.loads(await asyncio.to_thread(socket.recv, 10))
         assert pushed == {
@@ -188,7 +187,7 @@ async def test_what_is_said_outside_a_turn_reaches_the_browser_once(
             "buttons": [{"title": "Yes", "payload": "1"}, {"title": "No", "payload": "2"}],
         }
         assert (await client.get("/channels/webchat/messages")).json() == []  # shown once
-        await queue_for_browser(tmp_path / "gateway.db", cookie, "Are you still there?")
+        await queue_for_browser(tmp_path, cookie, "Are you still there?")
         polled = (await client.get("/channels/webchat/messages")).json()  # no WebSocket
         assert [m["text"] for m in polled] == ["Are you still there?"]
     async with httpx.AsyncClient(base_url=server.url) as anonymous:

@@ -1,6 +1,7 @@
 """A real stack for end-to-end tests: the trained (or cached) model, `rasa run`, the
 gateway and the reference backend as separate processes on free loopback ports, with
-the gateway's SMS channel pointed at a Twilio double in this process."""
+the gateway's SMS channel pointed at a Twilio double in this process, and the gateway on
+the run's database (``CIVICGATE_TEST_DB``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.devstack import StackConfig, ensure_model, running_stack
+from support.db import database_url
 from support.open311_double import API_KEY as OPEN311_KEY
 from support.open311_double import POTHOLE, STREETLIGHT, Open311Double
 from support.servers import ThreadedServer, free_port, serve
@@ -51,6 +53,9 @@ def stack(
 ) -> Iterator[StackConfig]:
     data_dir = tmp_path_factory.mktemp("stack")
     settings = {
+        # The run's gateway database (SQLite in data_dir, or one on the PostgreSQL server);
+        # Rasa's tracker store stays SQLite in data_dir.
+        "database_url": database_url(data_dir),
         **twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL),
         "telegram_bot_token": BOT_TOKEN,
         "telegram_webhook_secret": TELEGRAM_SECRET,

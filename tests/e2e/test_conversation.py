@@ -46,7 +46,7 @@ def apply_for_birth_certificate(citizen: Citizen) -> str:
 
 
 def test_health_is_green_when_rasa_has_its_model(stack: StackConfig) -> None:
-    response = httpx.get(f"{stack.gateway_url}/healthz")
+    response = httpx.get(f"{stack.gateway_url}/readyz")
     assert response.status_code == 200, response.text
 
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from support.db import query
 from support.stack import ACTION_TOKEN
 
 
 class ActionDriver:
     """Plays Rasa's side of the action protocol: keeps slots, applies returned events."""
 
-    def __init__(self, gateway_url: str, database: Path, sender: str) -> None:
+    def __init__(self, gateway_url: str, directory: Path, sender: str) -> None:
+        """``directory``: the test's ``tmp_path``, whose gateway database it reads."""
         self.url = gateway_url
-        self.database = database
+        self.directory = directory
         httpx.post(f"{gateway_url}/channels/rest/webhook", json={"sender": sender, "message": "hi"})
         self.conversation_id = self.conversation_of(sender)
         self.slots: dict[str, Any] = {}
@@ -24,13 +25,13 @@ class ActionDriver:
         self.events: list[dict[str, Any]] = []
 
     def conversation_of(self, sender: str) -> str:
-        with sqlite3.connect(self.database) as db:
-            row = db.execute(
-                "SELECT c.id FROM conversations c JOIN channel_identities i ON i.id = c.identity_id"
-                " WHERE i.external_id = ?",
-                (sender,),
-            ).fetchone()
-        return str(row[0])
+        [(conversation_id,)] = query(
+            self.directory,
+            "SELECT c.id FROM conversations c JOIN channel_identities i ON i.id = c.identity_id"
+            " WHERE i.external_id = :sender",
+            sender=sender,
+        )
+        return str(conversation_id)
 
     def user(
         self, text: str, intent: str = "nlu_fallback", confidence: float = 0.9, **entities: str

@@ -14,6 +14,7 @@ from alembic.config import Config
 from bot.main import create_app
 from bot.settings import PROJECT_ROOT, Environment, Settings
 from service_connectors.reference_backend import create_app as create_backend
+from support.db import database_url
 from support.servers import ThreadedServer, serve
 
 ACTION_TOKEN = "test-action-token"
@@ -21,25 +22,30 @@ BACKEND_API_KEY = "test-backend-key"
 OPERATOR_TOKEN = "test-operator-token"
 
 
-def migrate(database_url: str) -> None:
+def alembic_config(url: str) -> Config:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = database_url
+    config.attributes["database_url"] = url
     config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(url: str) -> None:
+    command.upgrade(alembic_config(url), "head")
 
 
 @contextmanager
 def reference_backend(directory: Path) -> Iterator[ThreadedServer]:
+    """The stand-in department, on its own SQLite file whichever database the gateway's is."""
     app = create_backend(f"sqlite:///{directory / 'backend.db'}", BACKEND_API_KEY, OPERATOR_TOKEN)
     with serve(app) as server:
         yield server
 
 
 def gateway_settings(directory: Path, backend_url: str, **overrides: Any) -> Settings:
-    database_url = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
+    """A test gateway's settings; its database is the test's (``support.db``)."""
     values: dict[str, Any] = {
         "environment": Environment.TEST,
-        "database_url": database_url,
+        "database_url": database_url(directory),
         "rasa_url": "http://127.0.0.1:9",  # nothing listens: Rasa is "down" unless overridden
         "action_endpoint_token": ACTION_TOKEN,
         "reference_backend_url": backend_url,
