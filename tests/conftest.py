@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if only != selected and item.get_closest_marker(marker) is not None:
                 item.add_marker(
                     pytest.mark.skip(
-                        reason=f"{marker}: runs when CIVICGATE_TEST_DB={only}, this run is {selected}"
+                        reason=f"{marker}: runs with CIVICGATE_TEST_DB={only}, not {selected}"
                     )
                 )
 

@@ -558,9 +558,7 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
 
     assert ana.act(f"{page}/reply", text="Hello, this is Ana from the city.").status_code == 200
     sql = "SELECT direction, text FROM messages WHERE staff_id = :staff ORDER BY id"
-    assert query(tmp_path, sql, staff=ana_id) == [
-        ("OUTBOUND", "Hello, this is Ana from the city.")
-    ]
+    assert query(tmp_path, sql, staff=ana_id) == [("OUTBOUND", "Hello, this is Ana from the city.")]
     transcript = ana.get(page).json()["messages"]
     assert (transcript[-1]["author"], transcript[-1]["direction"]) == ("Ana", "out")
 

@@ -33,7 +33,9 @@ def say(server: ThreadedServer, sender: str, text: str) -> str:
 
 def citizen_of(tmp_path: Path, sender: str) -> str:
     rows = query(
-        tmp_path, "SELECT citizen_id FROM channel_identities WHERE external_id = :sender", sender=sender
+        tmp_path,
+        "SELECT citizen_id FROM channel_identities WHERE external_id = :sender",
+        sender=sender,
     )
     return str(rows[0][0])
 
@@ -95,7 +97,9 @@ def test_the_first_code_is_void_once_a_new_one_is_issued(
 
 def test_an_expired_code_is_refused(server: ThreadedServer, tmp_path: Path) -> None:
     code = code_from(say(server, "laptop", "LINK"))
-    execute(tmp_path, "UPDATE link_codes SET expires_at = :past", past=datetime(2020, 1, 1, tzinfo=UTC))
+    execute(
+        tmp_path, "UPDATE link_codes SET expires_at = :past", past=datetime(2020, 1, 1, tzinfo=UTC)
+    )
     assert "wrong or has expired" in say(server, "phone", f"LINK {code}")
     assert citizen_of(tmp_path, "phone") != citizen_of(tmp_path, "laptop")
 

@@ -62,9 +62,7 @@ def test_a_repeated_message_id_is_answered_once(server: ThreadedServer, tmp_path
     first = httpx.post(f"{server.url}/channels/rest/webhook", json=body).json()
     second = httpx.post(f"{server.url}/channels/rest/webhook", json=body).json()
     assert len(first) == 1 and second == []
-    assert [m for m in stored_messages(tmp_path) if m[0] == "INBOUND"] == [
-        ("INBOUND", "hello")
-    ]
+    assert [m for m in stored_messages(tmp_path) if m[0] == "INBOUND"] == [("INBOUND", "hello")]
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,8 @@ def test_opt_in_keywords_after_stop(
     assert phone.post("STOP").status_code == 200  # confirmed once only
     assert "subscribed again" in phone.text(word)
     assert len(double[0].bodies_to(NUMBER)) == 2
-    assert [row[0] for row in query(tmp_path, "SELECT opted_in FROM consent_changes ORDER BY id")] == [
+    changes = query(tmp_path, "SELECT opted_in FROM consent_changes ORDER BY id")
+    assert [row[0] for row in changes] == [
         0, 0, 1
     ]  # fmt: skip
 

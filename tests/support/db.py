@@ -91,9 +91,7 @@ class _Server:
         self.created: list[str] = []
 
     def url(self, name: str, driver: str) -> str:
-        return self.base.set(drivername=driver, database=name).render_as_string(
-            hide_password=False
-        )
+        return self.base.set(drivername=driver, database=name).render_as_string(hide_password=False)
 
     def _create(self, name: str, template: str) -> None:
         with self.admin.connect() as connection:
