@@ -34,7 +34,7 @@ def replicas(
 ) -> Iterator[StackConfig]:
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
-        pytest.fail("the PostgreSQL run needs TEST_REDIS_URL (scripts/test-services.sh sets it)")
+        pytest.fail("the PostgreSQL run needs TEST_REDIS_URL (scripts/with-test-services.sh sets it)")
     gateway_database = database_url(tmp_path)
     settings = {
         **twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL),

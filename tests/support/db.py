@@ -137,7 +137,7 @@ def _postgresql() -> _Server:
         if not url:
             raise RuntimeError(
                 "CIVICGATE_TEST_DB=postgresql needs TEST_DATABASE_URL (a server with a"
-                " superuser), or run the suite with scripts/test-services.sh"
+                " superuser), or run the suite with scripts/with-test-services.sh"
             )
         _server = _Server(url)
     return _server
