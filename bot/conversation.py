@@ -43,7 +43,7 @@ from bot.linking import (
     redeem_code,
     unlink,
 )
-from bot.metrics import DETACHED
+from bot.metrics import DETACHED, GatewayMetrics
 from bot.privacy import mask
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
@@ -172,19 +172,19 @@ async def load_sender(
 
 
 class ConversationService:
-    metrics = DETACHED  # the app's (bot/main.py): inbound messages stored
-
     def __init__(
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         rasa: RasaClient,
         handoffs: Handoffs | None = None,
+        metrics: GatewayMetrics = DETACHED,  # the app's counts inbound messages stored
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.rasa = rasa
         self.handoffs = handoffs or Handoffs(settings, sessions)
+        self.metrics = metrics
 
     async def handle(self, incoming: IncomingMessage) -> list[OutgoingMessage]:
         """Process one inbound message now; the replies, or none for a duplicate."""

@@ -141,9 +141,7 @@ class InboundWorker:
     async def settle_in(self, session: AsyncSession, lease: Lease) -> None:
         """Release first (the row write orders us after any webhook that stored a
         message meanwhile), then look: keep the lease if a message waits."""
-        await session.execute(
-            RELEASE, {"conversation_id": lease.conversation_id, "token": lease.token}
-        )
+        await self._release(session, lease)
         lease.next_message = await self._oldest_waiting(session, lease.conversation_id)
         if lease.next_message is not None and not await self._take(session, lease):
             lease.next_message = None  # ours had run out and another drain holds it
@@ -180,10 +178,15 @@ class InboundWorker:
 
     async def _release_alone(self, lease: Lease) -> None:
         async with self.sessions() as session:
-            await session.execute(
-                RELEASE, {"conversation_id": lease.conversation_id, "token": lease.token}
-            )
+            await self._release(session, lease)
             await session.commit()
+
+    @staticmethod
+    async def _release(session: AsyncSession, lease: Lease) -> None:
+        """Free the conversation, if ``lease`` still holds it (its token only)."""
+        await session.execute(
+            RELEASE, {"conversation_id": lease.conversation_id, "token": lease.token}
+        )
 
     async def _take(self, session: AsyncSession, lease: Lease) -> bool:
         """The conversation for ``lease`` if nobody holds it (or their lease ran out)."""

@@ -118,8 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handoffs=Handoffs(settings, sessions),
         outbox=outbox,
     )
-    conversations = ConversationService(settings, sessions, rasa, runtime.handoffs)
-    conversations.metrics = metrics
+    conversations = ConversationService(settings, sessions, rasa, runtime.handoffs, metrics)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)
     inbound = InboundWorker(sessions, {"sms": sms.handle})
     notifier = Notifier(settings, catalogue, outbox)

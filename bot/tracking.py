@@ -63,7 +63,7 @@ class StatusTracker:
             update(Application)
             .where(
                 Application.id == application.id,
-                Application.stage.is_not_distinct_from(application.stage),
+                Application.stage == application.stage,
             )
             .values(stage=stage.value)
             .execution_options(synchronize_session=False)
