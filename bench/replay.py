@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bot.devstack import StackConfig, ensure_model, running_stack  # noqa: E402
-from support.replay import inbound, post_everywhere  # noqa: E402
+from support.replay import UNSENT, WAITING, inbound, post_everywhere  # noqa: E402
 from support.servers import free_port, serve  # noqa: E402
 from support.twilio_double import TwilioDouble, twilio_settings  # noqa: E402
 
@@ -69,9 +69,7 @@ def phase(
     statuses = asyncio.run(post_everywhere(stack.gateway_urls, PUBLIC, batch))
     posted = time.perf_counter() - started
     deadline = time.monotonic() + timeout
-    waiting = "SELECT count(*) FROM messages WHERE direction = 'INBOUND' AND processed_at IS NULL"
-    unsent = "SELECT count(*) FROM deliveries WHERE status = 'queued'"
-    while time.monotonic() < deadline and (count(engine, waiting) or count(engine, unsent)):
+    while time.monotonic() < deadline and (count(engine, WAITING) or count(engine, UNSENT)):
         time.sleep(0.1)
     answered = time.perf_counter() - started
     stored = (

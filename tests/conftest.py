@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from support import db
+from support.servers import ThreadedServer, serve
+from support.twilio_double import TwilioDouble
 
 _real_connect = socket.socket.connect
 _real_getaddrinfo = socket.getaddrinfo
@@ -97,3 +99,11 @@ def _fresh_gateway_database() -> Iterator[None]:
     mark = db.checkpoint()
     yield
     db.release(mark)
+
+
+@pytest.fixture
+def twilio() -> Iterator[tuple[TwilioDouble, ThreadedServer]]:
+    """A Twilio REST double on loopback, and its server."""
+    double = TwilioDouble()
+    with serve(double.app()) as server:
+        yield double, server

@@ -30,10 +30,12 @@ Asgi = Callable[..., Any]
 
 class FlakyFront:
     """In front of the backend: 503 for the next ``down`` submissions, or, for the next
-    ``lose_answers`` ones, the backend files them but the gateway only sees a 503."""
+    ``lose_answers`` ones, the backend files them but the gateway only sees a 503. Counts
+    the submissions made and those that reached the backend."""
 
     def __init__(self, app: Asgi) -> None:
         self.app, self.down, self.lose_answers, self.submissions = app, 0, 0, 0
+        self.reached = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Asgi, send: Asgi) -> None:
         submitting = scope["type"] == "http" and scope["method"] == "POST"
@@ -42,6 +44,7 @@ class FlakyFront:
             if self.down > 0:
                 self.down -= 1
                 return await _unavailable(send)
+            self.reached += 1
             if self.lose_answers > 0:
                 self.lose_answers -= 1
 

@@ -5,10 +5,8 @@ piece of work: every application reaches the department once, every SMS goes out
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,43 +14,26 @@ from service_connectors.reference_backend import create_app as create_backend
 from support.db import query, wait_until
 from support.driver import ActionDriver
 from support.servers import ThreadedServer, serve
-from support.stack import BACKEND_API_KEY, OPERATOR_TOKEN, gateway, gateway_settings
+from support.stack import BACKEND_API_KEY, OPERATOR_TOKEN, gateway_settings, gateways
 from support.twilio_double import SmsPhone, TwilioDouble, twilio_settings
 from tests.bot.test_application_actions import fill_birth_certificate
+from tests.bot.test_no_application_lost import FlakyFront
 
-Asgi = Callable[..., Any]
 CITIZENS = 6
 
 
-class OutageFront:
-    """In front of the department: 503 to every filing while ``down``; counts the filings
-    that reached it."""
-
-    def __init__(self, app: Asgi) -> None:
-        self.app, self.down, self.reached = app, True, 0
-
-    async def __call__(self, scope: dict[str, Any], receive: Asgi, send: Asgi) -> None:
-        filing = scope["type"] == "http" and scope["method"] == "POST"
-        if filing and scope["path"] == "/applications":
-            if self.down:
-                await send({"type": "http.response.start", "status": 503, "headers": []})
-                await send({"type": "http.response.body", "body": b"down"})
-                return
-            self.reached += 1
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
-def front(tmp_path: Path) -> Iterator[tuple[OutageFront, ThreadedServer]]:
-    department = OutageFront(
+def front(tmp_path: Path) -> Iterator[tuple[FlakyFront, ThreadedServer]]:
+    department = FlakyFront(
         create_backend(f"sqlite:///{tmp_path / 'backend.db'}", BACKEND_API_KEY, OPERATOR_TOKEN)
     )
+    department.down = 1_000  # every filing refused until the test says
     with serve(department) as server:
         yield department, server
 
 
 def test_two_replicas_retrying_file_each_application_once(
-    tmp_path: Path, front: tuple[OutageFront, ThreadedServer]
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer]
 ) -> None:
     department, server = front
     settings = gateway_settings(
@@ -62,13 +43,12 @@ def test_two_replicas_retrying_file_each_application_once(
         connector_breaker_cooldown_seconds=0.2,
         worker_interval_seconds=0.05,
     )
-    with ExitStack() as replicas:
-        first, _second = (replicas.enter_context(gateway(settings)) for _ in range(2))
+    with gateways(settings, 2) as (first, _second):
         for n in range(CITIZENS):
             driver = ActionDriver(first.url, tmp_path, f"citizen-{n}")
             fill_birth_certificate(driver)
             assert "provisional reference" in driver.texts("action_submit_application")
-        department.down = False  # both replicas' retry rounds race for the six rows
+        department.down = 0  # both replicas' retry rounds race for the six rows
         filed = "SELECT count(*) FROM applications WHERE reference IS NOT NULL"
         wait_until(lambda: query(tmp_path, filed) == [(CITIZENS,)], timeout=60)
     assert department.reached == CITIZENS
@@ -76,23 +56,24 @@ def test_two_replicas_retrying_file_each_application_once(
     assert told == [(CITIZENS,)]  # each citizen told the final reference once
 
 
-def test_two_replicas_retrying_refused_sms_send_each_once(tmp_path: Path) -> None:
-    twilio = TwilioDouble()
+def test_two_replicas_retrying_refused_sms_send_each_once(
+    tmp_path: Path, twilio: tuple[TwilioDouble, ThreadedServer]
+) -> None:
+    double, double_server = twilio
     phones = [f"+1514555{n:04d}" for n in range(CITIZENS)]
-    with serve(twilio.app()) as double, ExitStack() as replicas:
-        public = "https://sms.example.org"
-        settings = gateway_settings(
-            tmp_path,
-            "http://127.0.0.1:9",
-            **{**twilio_settings(double.url, public), "worker_interval_seconds": 0.05},
-            delivery_retry_base_seconds=0.05,
-        )
-        first, _second = (replicas.enter_context(gateway(settings)) for _ in range(2))
-        twilio.failures.extend([500] * CITIZENS)  # every first send fails: the sweeps resend
+    public = "https://sms.example.org"
+    settings = gateway_settings(
+        tmp_path,
+        "http://127.0.0.1:9",
+        **{**twilio_settings(double_server.url, public), "worker_interval_seconds": 0.05},
+        delivery_retry_base_seconds=0.05,
+    )
+    with gateways(settings, 2) as (first, _second):
+        double.failures.extend([500] * CITIZENS)  # every first send fails: the sweeps resend
         for phone in phones:
-            assert SmsPhone(first.url, public, phone, twilio).post("HELP").status_code == 200
+            assert SmsPhone(first.url, public, phone, double).post("HELP").status_code == 200
         sent = "SELECT count(*) FROM deliveries WHERE status = 'accepted'"
         wait_until(lambda: query(tmp_path, sent) == [(CITIZENS,)], timeout=60)
-    assert Counter(message["To"] for message in twilio.sent) == dict.fromkeys(phones, 1)
+    assert Counter(message["To"] for message in double.sent) == dict.fromkeys(phones, 1)
     # each of the provider's answers was one attempt: six refusals, six sends
     assert query(tmp_path, "SELECT sum(attempts) FROM deliveries") == [(2 * CITIZENS,)]

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bot.devstack import StackConfig, ensure_model, running_stack
 from support.db import database_url, query, wait_until
-from support.replay import inbound, post_everywhere
+from support.replay import all_answered, inbound, post_everywhere
 from support.servers import ThreadedServer, free_port
 from support.twilio_double import SmsPhone, TwilioDouble, twilio_settings
 from tests.e2e.conftest import PUBLIC_BASE_URL
@@ -34,7 +34,9 @@ def replicas(
 ) -> Iterator[StackConfig]:
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
-        pytest.fail("the PostgreSQL run needs TEST_REDIS_URL (scripts/with-test-services.sh sets it)")
+        pytest.fail(
+            "the PostgreSQL run needs TEST_REDIS_URL (scripts/with-test-services.sh sets it)"
+        )
     gateway_database = database_url(tmp_path)
     settings = {
         **twilio_settings(twilio_double[1].url, PUBLIC_BASE_URL),
@@ -77,15 +79,7 @@ def test_two_replicas_answer_each_rasa_turn_once_and_share_the_dialogue(
     statuses = asyncio.run(post_everywhere(replicas.gateway_urls, PUBLIC_BASE_URL, messages))
     assert Counter(statuses) == {200: 2 * MESSAGES}
 
-    def all_answered() -> bool:
-        waiting = query(
-            tmp_path,
-            "SELECT count(*) FROM messages WHERE direction = 'INBOUND' AND processed_at IS NULL",
-        )
-        unsent = query(tmp_path, "SELECT count(*) FROM deliveries WHERE status = 'queued'")
-        return waiting == [(0,)] and unsent == [(0,)]
-
-    wait_until(all_answered, timeout=300)
+    wait_until(lambda: all_answered(tmp_path), timeout=300)
     stored = query(tmp_path, "SELECT count(*) FROM messages WHERE direction = 'INBOUND'")
     assert stored == [(MESSAGES,)]
     answered = Counter(sent["To"] for sent in double.sent) - before

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 
+from support.db import query
 from support.twilio_double import ACCOUNT_SID, FROM_NUMBER, sign
 
 WEBHOOK = "/channels/sms/twilio"
+# Everything answered: no inbound message left to process, no reply left to send.
+WAITING = "SELECT count(*) FROM messages WHERE direction = 'INBOUND' AND processed_at IS NULL"
+UNSENT = "SELECT count(*) FROM deliveries WHERE status = 'queued'"
+
+
+def all_answered(directory: Path) -> bool:
+    """Whether the gateway database of ``directory`` has nothing left to answer."""
+    return query(directory, WAITING) == [(0,)] and query(directory, UNSENT) == [(0,)]
 
 
 def inbound(sid: str, sender: str, body: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,13 @@ def gateway(settings: Settings, port: int | None = None) -> Iterator[ThreadedSer
     migrate(settings.database_url)
     with serve(create_app(settings), port) as server:
         yield server
+
+
+@contextmanager
+def gateways(settings: Settings, count: int) -> Iterator[list[ThreadedServer]]:
+    """``count`` replicas of the gateway on one database, each its own app and port."""
+    with ExitStack() as replicas:
+        yield [replicas.enter_context(gateway(settings)) for _ in range(count)]
 
 
 def advance(backend_url: str, reference: str, stage: str | None = None) -> dict[str, Any]:
