@@ -31,22 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bot.devstack import StackConfig, ensure_model, running_stack  # noqa: E402
+from support.db import fresh_database  # noqa: E402
 from support.replay import UNSENT, WAITING, inbound, post_everywhere  # noqa: E402
-from support.servers import free_port, serve  # noqa: E402
+from support.servers import free_port, free_ports, serve  # noqa: E402
 from support.twilio_double import TwilioDouble, twilio_settings  # noqa: E402
 
 PUBLIC = "https://sms.example.org"
-
-
-def fresh_database(server_url: str) -> str:
-    """A new database on the server (its tracker store beside it is made by devstack)."""
-    server = make_url(server_url).set(drivername="postgresql+psycopg")
-    name = f"bench_replay_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
 
 
 def count(engine: sa.Engine, sql: str) -> int:
@@ -100,7 +90,7 @@ def main() -> None:
     parser.add_argument("--phones", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    database = fresh_database(args.database_url)
+    database = fresh_database(args.database_url, "bench_replay")
     twilio = TwilioDouble()
     model = ensure_model()
     with tempfile.TemporaryDirectory() as data, serve(twilio.app()) as double:
@@ -113,7 +103,8 @@ def main() -> None:
             }.items()
         }
         config = StackConfig(
-            gateway_port=free_port(), rasa_port=free_port(), backend_port=free_port(),
+            gateway_port=free_ports(args.gateway_replicas),
+            rasa_port=free_ports(args.rasa_replicas), backend_port=free_port(),
             data_dir=Path(data), gateway_extra_env=extra_env, database_url=database,
             redis_url=args.redis_url, gateway_replicas=args.gateway_replicas,
             rasa_replicas=args.rasa_replicas,

@@ -1,8 +1,11 @@
 """Benchmark: SMS through the civicgate gateway versus Rasa's own REST channel.
 
-One run, one trained model, one stack (reference backend, gateway, ``rasa run`` on
-loopback, started by :func:`bot.devstack.running_stack`) with the gateway's SMS channel
-pointed at an in-process Twilio double. It measures:
+One run, one trained model, and one stack per configuration (``--configs``: ``sqlite``,
+or ``pg-G`` / ``pg-GxR`` for G gateway replicas and R Rasa servers on a new database of the
+``--database-url`` PostgreSQL server, Redis as Rasa's lock store when R > 1), each
+started by :func:`bot.devstack.running_stack` with the gateways' SMS channel pointed at
+an in-process Twilio double. A message goes to the next gateway (or Rasa server) in turn,
+as a load balancer would send it. For each configuration it measures:
 
 * gateway SMS: N concurrent conversations, each from its own phone number, each message a
   webhook signed like Twilio's and sent only after the previous reply reached the double;
@@ -13,18 +16,25 @@ pointed at an in-process Twilio double. It measures:
   created beforehand (no Rasa turn). A digit answering a menu is sent as that button's
   payload, as the gateway does for SMS.
 * fast path: ``STATUS <reference>`` from each applicant's number, several times;
+* open loop: SMS arriving as a Poisson process at ``--offered-load`` (70 %) of the raw
+  Rasa throughput just measured, each the next message of a waiting citizen's sequence;
 * segments of every SMS reply against ``minimum_segments`` of its own text.
 
-Run from the project root (about a minute to start the stack, plus the run)::
+Run from the project root (about a minute to start each stack, plus the run)::
 
     .venv/bin/python bench/sms_vs_rasa.py --conversations 20
+    .venv/bin/python bench/sms_vs_rasa.py --configs sqlite pg-1 pg-2x2 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres \\
+        --redis-url redis://127.0.0.1:6379/1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -32,7 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +59,8 @@ from bot.devstack import StackConfig, ensure_model, running_stack  # noqa: E402
 from bot.rasa_client import RasaClient  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from channels.sms.composer import count_segments, minimum_segments  # noqa: E402
-from support.servers import free_port, serve  # noqa: E402
+from support.db import fresh_database  # noqa: E402
+from support.servers import free_port, free_ports, serve  # noqa: E402
 from support.twilio_double import (  # noqa: E402
     ACCOUNT_SID,
     FROM_NUMBER,
@@ -113,20 +124,26 @@ def cpu_seconds(pid: int, descendants: bool = True) -> float:
     return total
 
 
-def stack_processes(stack: StackConfig) -> dict[str, int]:
-    """The stack's processes, found by the port each listens on (``/proc/*/cmdline``)."""
-    wanted = {"gateway": str(stack.gateway_port), "rasa": str(stack.rasa_port),
-              "backend": str(stack.backend_port)}  # fmt: skip
-    found = {"bench": os.getpid()}
+def stack_processes(stack: StackConfig) -> dict[str, list[int]]:
+    """The stack's processes by kind (every gateway replica, every Rasa server), found by
+    the port each listens on (``/proc/*/cmdline``)."""
+    kinds = {url.rsplit(":", 1)[1]: "gateway" for url in stack.gateway_urls}
+    kinds.update({url.rsplit(":", 1)[1]: "rasa" for url in stack.rasa_urls})
+    kinds[str(stack.backend_port)] = "backend"
+    found: dict[str, list[int]] = {"bench": [os.getpid()]}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        for name, port in wanted.items():
+        for port, kind in kinds.items():
             if port.encode() in argv and b"python" in argv[0]:
-                found[name] = int(cmdline.parent.name)
+                found.setdefault(kind, []).append(int(cmdline.parent.name))
     return found
+
+
+def cpu_of(kind: str, pids: list[int]) -> float:
+    return sum(cpu_seconds(pid, kind != "bench") for pid in pids)
 
 
 @dataclass
@@ -155,23 +172,24 @@ class Phase:
         return answer[1]
 
 
-PROCESSES: dict[str, int] = {}  # filled once the stack runs
+PROCESSES: dict[str, list[int]] = {}  # filled once the stack runs
 
 
-async def run_phase(jobs: list[Awaitable[str | None]], phase: Phase) -> list[str | None]:
-    before = {name: cpu_seconds(pid, name != "bench") for name, pid in PROCESSES.items()}
+async def run_phase(jobs: list[Awaitable[Any]], phase: Phase) -> list[Any]:
+    before = {kind: cpu_of(kind, pids) for kind, pids in PROCESSES.items()}
     start = time.perf_counter()
     results = await asyncio.gather(*jobs)
     phase.wall = time.perf_counter() - start
-    phase.cpu = {
-        name: cpu_seconds(pid, name != "bench") - before[name] for name, pid in PROCESSES.items()
-    }
+    phase.cpu = {kind: cpu_of(kind, pids) - before[kind] for kind, pids in PROCESSES.items()}
     return list(results)
 
 
 class Phone:
-    def __init__(self, client: httpx.AsyncClient, stack: StackConfig, number: str) -> None:
-        self.client, self.url, self.number = client, stack.gateway_url + SMS_PATH, number
+    """A citizen's phone; each message goes to the next gateway replica in turn, as a load
+    balancer in front of stateless replicas would send it."""
+
+    def __init__(self, client: httpx.AsyncClient, gateways: Iterator[str], number: str) -> None:
+        self.client, self.gateways, self.number = client, gateways, number
         self.inbox: asyncio.Queue[Arrival] = asyncio.Queue()
         self.sent = 0
 
@@ -184,7 +202,8 @@ class Phone:
         headers = {"X-Twilio-Signature": sign(PUBLIC_BASE_URL + SMS_PATH, params),
                    "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
         start = time.perf_counter()
-        response = await self.client.post(self.url, content=urlencode(params), headers=headers)
+        url = next(self.gateways) + SMS_PATH
+        response = await self.client.post(url, content=urlencode(params), headers=headers)
         response.raise_for_status()
         try:
             arrived, reply = await asyncio.wait_for(self.inbox.get(), REPLY_TIMEOUT)
@@ -211,8 +230,10 @@ async def sms_conversation(
 
 
 async def rasa_conversation(
-    client: httpx.AsyncClient, rasa_url: str, sender: str, rounds: int, phase: Phase
+    client: httpx.AsyncClient, rasas: Iterator[str], sender: str, rounds: int, phase: Phase
 ) -> str | None:
+    """The sequence on Rasa's REST channel, each message to the next Rasa server in turn
+    (they share the tracker store and, with several, Redis as the lock store)."""
     buttons: list[dict[str, Any]] = []
     reference = None
     for _ in range(rounds):
@@ -222,7 +243,8 @@ async def rasa_conversation(
                 message = str(buttons[int(body) - 1]["payload"])
             start = time.perf_counter()
             response = await client.post(
-                f"{rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": message}
+                f"{next(rasas)}/webhooks/rest/webhook",
+                json={"sender": sender, "message": message},
             )
             phase.latencies.append(time.perf_counter() - start)
             response.raise_for_status()
@@ -269,12 +291,43 @@ async def mixed_load(
     nlu.wall = fast.wall = time.perf_counter() - start  # no CPU per message: two kinds mixed
 
 
+async def open_loop(new_phone: Callable[[], Phone], rate: float, seconds: float, phase: Phase,
+                    seed: int = 17) -> int:  # fmt: skip
+    """Messages arrive as a Poisson process of ``rate`` a second for ``seconds``, whatever
+    the replies do: an open loop, where a slow reply does not slow the next arrival. Each
+    arrival is the next message of the citizen who has waited longest since their last
+    reply; when every citizen is still waiting for one, a new citizen starts the sequence.
+    Returns how many citizens took part."""
+    gaps = random.Random(seed)
+    ready: collections.deque[tuple[Phone, int]] = collections.deque()  # phone, next step
+    in_flight: set[asyncio.Task[None]] = set()
+    citizens = 0
+
+    async def send(phone: Phone, step: int) -> None:
+        phase.record(await phone.text(SEQUENCE[step]))
+        if step + 1 < len(SEQUENCE):
+            ready.append((phone, step + 1))
+
+    start = due = time.perf_counter()
+    while (due := due + gaps.expovariate(rate)) - start < seconds:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if not ready:
+            citizens += 1
+            ready.append((new_phone(), 0))
+        phone, step = ready.popleft()
+        task = asyncio.create_task(send(phone, step))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
+    return citizens
+
+
 async def rest_conversations(
     stack: StackConfig, count: int, prefix: str = "bench-rest-"
 ) -> list[str]:
     """Gateway conversation ids to use as Rasa sender ids: the action server (the gateway)
     answers "unknown conversation" for a sender it has no conversation for."""
-    url = stack.gateway_env()["DATABASE_URL"]
+    url = stack.gateway_database_url
     engine, rasa = create_engine(url), RasaClient(stack.rasa_url)
     service = ConversationService(Settings(database_url=url), session_factory(engine), rasa)
     try:
@@ -307,14 +360,30 @@ def report(label: str, phase: Phase) -> None:
         print(f"{'':12} CPU ms per message: {shares}")
 
 
-async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace) -> None:
+@dataclass
+class Outcome:
+    """One configuration's headline figures, for the summary of a run."""
+
+    config: str
+    raw: float  # raw Rasa closed-loop throughput, msg/s: the capacity the offer is set from
+    sms: float  # gateway SMS closed-loop throughput, msg/s
+    offered: float  # open loop, msg/s
+    open_loop: Phase
+
+
+async def bench(
+    label: str, stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
+) -> Outcome:
     arrivals.loop = asyncio.get_running_loop()
+    arrivals.inboxes.clear()
+    PROCESSES.clear()
     PROCESSES.update(stack_processes(stack))
-    limits = httpx.Limits(max_connections=4 * args.conversations + 10)
+    gateways, rasas = itertools.cycle(stack.gateway_urls), itertools.cycle(stack.rasa_urls)
+    limits = httpx.Limits(max_connections=4 * args.conversations + 400)
     async with httpx.AsyncClient(timeout=REPLY_TIMEOUT, limits=limits) as client:
 
         def phone(number: str) -> Phone:
-            made = Phone(client, stack, number)
+            made = Phone(client, gateways, number)
             arrivals.inboxes[number] = made.inbox
             return made
 
@@ -322,7 +391,7 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
         (warm_sender,) = await rest_conversations(stack, 1, "bench-rest-warm-")
         warm = phone("+15145559999")
         warm_reference = await sms_conversation(warm, 1, Phase())
-        await rasa_conversation(client, stack.rasa_url, warm_sender, 1, Phase())
+        await rasa_conversation(client, rasas, warm_sender, 1, Phase())
 
         # Unloaded: one citizen alone, NLU turns then STATUS (the fast path's own cost).
         alone, alone_fast = Phase(), Phase()
@@ -353,7 +422,7 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
             sms_pair, raw_pair = Phase(), Phase()
             sms_jobs = [sms_conversation(p, args.rounds, sms_pair) for p in pair_phones]
             raw_jobs = [
-                rasa_conversation(client, stack.rasa_url, sender, args.rounds, raw_pair)
+                rasa_conversation(client, rasas, sender, args.rounds, raw_pair)
                 for sender in pair_senders
             ]
             if pair % 2:
@@ -376,10 +445,17 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
         mixed_phones = [phone(f"+1514557{1000 + i:04d}") for i in range(args.conversations)]
         ready = [(p, r) for p, r in askers if r is not None]
         await mixed_load(mixed_phones, ready, mixed, mixed_fast)
+        # Open loop at a share of the raw capacity just measured (issue 17's p99 target).
+        offered, opened = args.offered_load * throughput(raw), Phase()
+        numbers = (f"+1514558{n:04d}" for n in itertools.count())
+        open_jobs = [open_loop(lambda: phone(next(numbers)), offered, args.open_seconds, opened)]
+        (citizens,) = await run_phase(open_jobs, opened)
         extra = sum(inbox.qsize() for inbox in arrivals.inboxes.values())
 
-    print(f"\nconversations {args.conversations}, rounds {args.rounds}, "
-          f"{len(SEQUENCE)} messages per round, gateway workers {args.gateway_workers}, "
+    print(f"\n{label}: {len(stack.gateway_urls)} gateway(s) x {args.gateway_workers} "
+          f"worker(s), {len(stack.rasa_urls)} Rasa server(s), gateway database "
+          f"{stack.gateway_database_url.split(':', 1)[0]}; conversations {args.conversations}, "
+          f"rounds {args.rounds}, {len(SEQUENCE)} messages per round, "
           f"{os.cpu_count()}-core loopback stack")  # fmt: skip
     report("alone NLU", alone)
     report("alone STATUS", alone_fast)
@@ -415,7 +491,56 @@ async def bench(stack: StackConfig, arrivals: Arrivals, args: argparse.Namespace
     over = sum(s > minimum_segments(b) for s, b in zip(segments, replies, strict=True))
     print(f"segments per SMS reply: {statistics.mean(segments):.2f} average over "
           f"{len(replies)} replies; above minimum_segments: {over}")  # fmt: skip
+    print(f"open loop: Poisson arrivals at {offered:.2f} msg/s ({args.offered_load:.0%} of "
+          f"raw Rasa's pooled closed-loop throughput) for {args.open_seconds:g} s, "
+          f"{citizens} citizens")  # fmt: skip
+    report("open SMS", opened)
     print(f"unexpected extra SMS (more than one per message): {extra}")
+    return Outcome(label, throughput(raw), throughput(sms), offered, opened)
+
+
+def layout(name: str) -> tuple[int, int]:
+    """``sqlite`` or ``pg-G`` / ``pg-GxR``: G gateway replicas, R Rasa servers."""
+    if name == "sqlite":
+        return 1, 1
+    found = re.fullmatch(r"pg-(\d+)(?:x(\d+))?", name)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"a configuration is sqlite, pg-G or pg-GxR: {name!r}")
+    return int(found.group(1)), int(found.group(2) or 1)
+
+
+def summary(outcomes: list[Outcome], share: float) -> None:
+    print(f"\nsummary: open loop at {share:.0%} of each configuration's raw Rasa throughput "
+          "(target: p99 webhook -> reply under 1 s, on PostgreSQL)")  # fmt: skip
+    print(f"{'config':<10} {'raw msg/s':>9} {'SMS msg/s':>9} {'offered':>8} {'messages':>8} "
+          f"{'p50 s':>6} {'p99 s':>6} {'no reply':>8}")  # fmt: skip
+    for o in outcomes:
+        n = len(o.open_loop.latencies) + o.open_loop.missing
+        print(f"{o.config:<10} {o.raw:9.2f} {o.sms:9.2f} {o.offered:8.2f} {n:8d} "
+              f"{percentile(o.open_loop.latencies, 50):6.3f} "
+              f"{percentile(o.open_loop.latencies, 99):6.3f} {o.open_loop.missing:8d}")  # fmt: skip
+
+
+def run_config(
+    label: str, args: argparse.Namespace, model: Path, arrivals: Arrivals, extra_env: dict[str, str]
+) -> Outcome:
+    gateways, rasas = layout(label)
+    data_dir = Path(tempfile.mkdtemp(prefix=f"civicgate-bench-{label}-"))
+    print(f"{label}: data and logs in {data_dir}", flush=True)
+    database = ""
+    if label != "sqlite":
+        if not args.database_url:
+            raise SystemExit(f"{label} needs --database-url (a PostgreSQL server, superuser)")
+        database = fresh_database(args.database_url, "bench_sms")
+    config = StackConfig(
+        gateway_port=free_ports(gateways), rasa_port=free_ports(rasas), backend_port=free_port(),
+        data_dir=data_dir, gateway_extra_env=extra_env, gateway_workers=args.gateway_workers,
+        database_url=database, redis_url=args.redis_url if rasas > 1 else "",
+        tracker_url="" if database else f"sqlite:///{data_dir / 'rasa_tracker.db'}",
+        gateway_replicas=gateways, rasa_replicas=rasas,
+    )  # fmt: skip
+    with running_stack(config, model, logs=data_dir) as stack:
+        return asyncio.run(bench(label, stack, arrivals, args))
 
 
 def main() -> None:
@@ -433,27 +558,31 @@ def main() -> None:
     parser.add_argument("--no-paced", dest="think", action="store_const", const=None)
     parser.add_argument(
         "--gateway-workers", type=int, default=1, metavar="N",
-        help="uvicorn worker processes for the gateway (replicas on one machine)",
+        help="uvicorn worker processes per gateway replica",
     )  # fmt: skip
+    parser.add_argument(
+        "--configs", nargs="+", default=["sqlite"], metavar="CONFIG",
+        help="stacks to measure one after the other: sqlite, pg-G or pg-GxR (G gateway "
+        "replicas, R Rasa servers, on the --database-url server; R > 1 needs --redis-url)",
+    )  # fmt: skip
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (superuser)")
+    parser.add_argument("--redis-url", default="", help="Redis, Rasa's lock store for R > 1")
+    parser.add_argument(
+        "--offered-load", type=float, default=0.7, metavar="SHARE",
+        help="open loop: arrivals at this share of the raw Rasa throughput just measured",
+    )  # fmt: skip
+    parser.add_argument("--open-seconds", type=float, default=60, help="open loop's length")
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="civicgate-bench-"))
-    print(f"data and logs: {data_dir}", flush=True)
+    for label in args.configs:
+        layout(label)  # refuse a malformed one before anything starts
     model = ensure_model()
     arrivals = Arrivals()  # the double's record of sent SMS, timed
     with serve(TwilioDouble(sent=arrivals).app()) as server:
         settings = twilio_settings(server.url, PUBLIC_BASE_URL)
         extra_env = {key.upper(): str(value) for key, value in settings.items()}
         extra_env["SMS_RATE_LIMIT_MESSAGES"] = "1000"
-        config = StackConfig(
-            gateway_port=free_port(),
-            rasa_port=free_port(),
-            backend_port=free_port(),
-            data_dir=data_dir,
-            gateway_extra_env=extra_env,
-            gateway_workers=args.gateway_workers,
-        )
-        with running_stack(config, model, logs=data_dir) as stack:
-            asyncio.run(bench(stack, arrivals, args))
+        outcomes = [run_config(label, args, model, arrivals, extra_env) for label in args.configs]
+    summary(outcomes, args.offered_load)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,18 @@ class _Server:
         self.admin.dispose()
 
 
+def fresh_database(server_url: str, prefix: str) -> str:
+    """A new, empty database named ``<prefix>_<random>`` on a PostgreSQL server (for the
+    benchmarks; the migrations fill it), as a ``postgresql://`` URL."""
+    server = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+
 _server: _Server | None = None
 _databases: dict[tuple[str, str], _Database] = {}
 

@@ -20,6 +20,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (replicas listen on
+    consecutive ports from a base, as ``bot.devstack`` starts them)."""
+    while True:
+        base = free_port()
+        if base + count > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+
+
 def wait_for_http(url: str, timeout: float = 30.0, expect: int | None = 200) -> None:
     """Poll ``url`` until it answers (with ``expect`` if given) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
