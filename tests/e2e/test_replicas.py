@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from bot.devstack import StackConfig, ensure_model, running_stack
 from support.db import database_url, query, wait_until
 from support.replay import all_answered, inbound, post_everywhere
-from support.servers import ThreadedServer, free_port
+from support.servers import ThreadedServer, free_port, free_ports
 from support.twilio_double import SmsPhone, TwilioDouble, twilio_settings
 from tests.e2e.conftest import PUBLIC_BASE_URL
 
@@ -45,8 +45,9 @@ def replicas(
         "quiet_hours_end": "00:00",
     }
     config = StackConfig(
-        gateway_port=free_port(),
-        rasa_port=free_port(),
+        # Replicas listen on consecutive ports: the base alone being free is not enough.
+        gateway_port=free_ports(2),
+        rasa_port=free_ports(2),
         backend_port=free_port(),
         data_dir=tmp_path / "stack",
         gateway_extra_env={key.upper(): str(value) for key, value in settings.items()},
