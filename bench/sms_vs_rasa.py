@@ -328,7 +328,7 @@ async def rest_conversations(
     """Gateway conversation ids to use as Rasa sender ids: the action server (the gateway)
     answers "unknown conversation" for a sender it has no conversation for."""
     url = stack.gateway_database_url
-    engine, rasa = create_engine(url), RasaClient(stack.rasa_url)
+    engine, rasa = create_engine(url), RasaClient(stack.rasa_url, token=stack.rasa_token)
     service = ConversationService(Settings(database_url=url), session_factory(engine), rasa)
     try:
         found = [await service.participant("rest", f"{prefix}{i}") for i in range(count)]

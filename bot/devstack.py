@@ -185,6 +185,8 @@ class StackConfig:
     backend_port: int = 8100
     data_dir: Path = VAR_DIR
     action_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Rasa's HTTP API (trackers, events) answers only with it (`rasa run --auth-token`).
+    rasa_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     backend_webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -293,6 +295,7 @@ class StackConfig:
             DATABASE_URL=self.gateway_database_url,
             RASA_URL=self.rasa_urls[replica % self.rasa_replicas],
             ACTION_ENDPOINT_TOKEN=self.action_token,
+            RASA_TOKEN=self.rasa_token,
             REFERENCE_BACKEND_URL=self.backend_url,
             REFERENCE_BACKEND_API_KEY=self.backend_api_key,
             BACKEND_WEBHOOK_SECRET=self.backend_webhook_secret,
@@ -497,6 +500,8 @@ def running_stack(
                 rasa_command(
                     "run",
                     "--enable-api",
+                    "--auth-token",
+                    config.rasa_token,
                     "-i",
                     "127.0.0.1",
                     "-p",
@@ -515,7 +520,9 @@ def running_stack(
             processes.append(rasa)
         wait_until(f"{config.backend_url}/healthz", 30, backend)
         for rasa_url, rasa in zip(config.rasa_urls, rasas, strict=True):
-            wait_until(f"{rasa_url}/status", 180 * config.rasa_replicas, rasa)
+            wait_until(
+                f"{rasa_url}/status?token={config.rasa_token}", 180 * config.rasa_replicas, rasa
+            )
         for gateway_url, gateway in zip(config.gateway_urls, gateways, strict=True):
             wait_for_gateway(gateway_url, 60, [gateway])
         yield config

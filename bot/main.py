@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,6 +36,7 @@ from bot.sms import SmsTurns
 from bot.submissions import SubmissionRetries
 from bot.tracking import StatusTracker
 from channels.base import ChannelServices
+from channels.limits import BodySizeLimit
 from channels.registry import enabled_channels
 from service_connectors.catalogue import load_catalogue
 
@@ -70,6 +74,22 @@ async def background_work(
                 await work()
             except Exception:  # keep the loop alive; the next round tries again
                 logger.exception("background work failed")
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a lone surrogate from the request
+    (valid JSON, not encodable as UTF-8) is sent back as ``\\ud800`` instead of a 500."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
+async def invalid_request(_request: Request, exc: Exception) -> Response:
+    """422 naming each field at fault and why, without echoing the input (the message
+    text, up to a megabyte of it)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
+    return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 async def database_problem(engine: AsyncEngine) -> str | None:
@@ -172,7 +192,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="civicgate", lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_middleware(WebhookTimer, histogram=metrics.webhook_latency, channels=names)
+    app.add_middleware(BodySizeLimit)  # outermost of ours: nothing reads a body past it
     app.include_router(rasa_router)
     app.include_router(tracker.router(), tags=["connectors"])
     install_console(app)

@@ -8,6 +8,7 @@ from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,21 @@ class Settings(BaseSettings):
     max_message_chars: Annotated[int, Field(ge=16)] = 1000
     # Wrong second-factor answers allowed per application and identity, per day.
     max_verification_attempts: Annotated[int, Field(ge=1)] = 3
+    # Wrong answers allowed per application from all identities and channels together,
+    # per day (then only the applicant sees its status); after each one, the next answer
+    # to that application waits VERIFICATION_DELAY_SECONDS, doubled per failure (1 hour
+    # at most); staff are alerted (audit log, metric) at VERIFICATION_ALERT_FAILURES.
+    max_verification_attempts_per_application: Annotated[int, Field(ge=1)] = 10
+    verification_delay_seconds: Annotated[float, Field(ge=0)] = 30.0
+    verification_alert_failures: Annotated[int, Field(ge=1)] = 5
+    # Keys the HMAC that turns phone numbers and chat ids into log tags: tags stay
+    # stable while it does, and cannot be turned back without it.
+    log_mask_key: SecretStr = SecretStr("dev-log-mask-key")
+    # Signs the web chat's session cookie (only the server issues browser identities).
+    webchat_cookie_secret: SecretStr = SecretStr("dev-webchat-cookie-secret")
+    # Origins allowed to open the web chat's websocket (default: PUBLIC_BASE_URL's, or
+    # the request's own host when that is not set).
+    webchat_allowed_origins: tuple[str, ...] = ()
     # Shown while the call-centre handoff is not built; hours are a translatable msgid.
     call_centre_phone: str = "311"
     call_centre_hours: str = "Monday to Friday, 8 am to 6 pm"
@@ -135,6 +151,14 @@ class Settings(BaseSettings):
             and (self.twilio_from_number or self.twilio_messaging_service_sid)
         )
 
+    @property
+    def webchat_origins(self) -> frozenset[str]:
+        """``scheme://host[:port]`` of each allowed web-chat origin (empty: same host)."""
+        listed = self.webchat_allowed_origins or (
+            (str(self.public_base_url),) if self.public_base_url else ()
+        )
+        return frozenset(origin_of(url) for url in listed)
+
     @field_validator("office_hours")
     @classmethod
     def _check_office_hours(cls, value: str) -> str:
@@ -144,7 +168,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment is Environment.PRODUCTION:
-            for name in ("action_endpoint_token", "reference_backend_api_key"):
+            if self.rasa_token is None:
+                raise ValueError("RASA_TOKEN must be set in production (rasa run --auth-token)")
+            for name in (
+                "action_endpoint_token",
+                "reference_backend_api_key",
+                "rasa_token",
+                "log_mask_key",
+                "webchat_cookie_secret",
+            ):
                 value: SecretStr = getattr(self, name)
                 if (
                     value.get_secret_value().lower() in PLACEHOLDER_SECRETS
@@ -160,6 +192,16 @@ class Settings(BaseSettings):
         if self.twilio_enabled and self.public_base_url is None:
             raise ValueError("PUBLIC_BASE_URL is required with Twilio: signatures are over it")
         return self
+
+
+def origin_of(url: str) -> str:
+    """A URL's origin as browsers send it in ``Origin``: ``https://chat.example.org``."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.netloc or "").lower()
+    default = {"https": ":443", "http": ":80"}.get(scheme)
+    if default and host.endswith(default):
+        host = host.removesuffix(default)
+    return f"{scheme}://{host}"
 
 
 @lru_cache

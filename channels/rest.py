@@ -13,12 +13,16 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from channels.base import Channel, IncomingMessage
+from channels.limits import MAX_TEXT_CHARS, StorableId, StorableText
 
 
 class RestMessage(BaseModel):
-    sender: Annotated[str, Field(min_length=1, max_length=128)]
-    message: Annotated[str, Field(max_length=100_000)] = ""
-    message_id: Annotated[str | None, Field(max_length=128)] = None
+    """Fields not named here are ignored; a lone surrogate or NUL in ``message`` becomes
+    U+FFFD, in ``sender`` or ``message_id`` it is refused (422)."""
+
+    sender: Annotated[StorableId, Field(min_length=1, max_length=128)]
+    message: Annotated[StorableText, Field(max_length=MAX_TEXT_CHARS)] = ""
+    message_id: Annotated[StorableId | None, Field(max_length=128)] = None
 
 
 class RestChannel(Channel):

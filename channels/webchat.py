@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -22,18 +23,21 @@ import jinja2
 from babel import Locale
 from fastapi import APIRouter, Cookie, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import select
 
+from bot.conversation import TOO_LONG_MESSAGE
 from bot.db.models import ChannelIdentity, Delivery
 from bot.delivering import collect_webchat
 from bot.i18n import localizer
 from channels.base import Channel, IncomingMessage
+from channels.limits import MAX_TEXT_CHARS, StorableText, loads, storable
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "civicgate_chat"
 PUSH_SECONDS = 1.0  # how often an open websocket looks for messages said outside a turn
+FRAME_OVERHEAD = 1024  # a frame's JSON around its message
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True,
@@ -43,7 +47,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 
 class ChatPost(BaseModel):
-    message: Annotated[str, Field(max_length=100_000)] = ""
+    message: StorableText = ""  # past MAX_TEXT_CHARS: answered politely, not stored
 
 
 class WebChatChannel(Channel):
@@ -102,6 +106,8 @@ class WebChatChannel(Channel):
             if not session:
                 raise HTTPException(403, "no chat session; reload the page")
             language = self.page_language(request.headers.get("accept-language"))
+            if len(body.message) > MAX_TEXT_CHARS:
+                return [self._too_long(language)]
             return await self._exchange(session, body.message, language)
 
         @router.get("/messages")
@@ -124,9 +130,16 @@ class WebChatChannel(Channel):
             pusher = asyncio.create_task(self._push(socket, session))
             try:
                 while True:
-                    data = await socket.receive_json()
-                    text = str(data.get("message", "")) if isinstance(data, dict) else ""
-                    for reply in await self._exchange(session, text, language):
+                    frame = await socket.receive()
+                    if frame["type"] == "websocket.disconnect":
+                        return
+                    text = frame_message(frame)
+                    replies = (
+                        [self._too_long(language)]
+                        if text is None
+                        else await self._exchange(session, text, language)
+                    )
+                    for reply in replies:
                         await socket.send_json(reply)
             except WebSocketDisconnect:
                 return
@@ -146,6 +159,12 @@ class WebChatChannel(Channel):
         )
         self.services.metrics.messages_sent.labels(self.name).inc(len(replies))
         return [reply.as_rest_json() for reply in replies]
+
+    def _too_long(self, language: str) -> dict[str, Any]:
+        """The answer to a message refused at the door (past MAX_TEXT_CHARS, not stored)."""
+        self.services.metrics.messages_sent.labels(self.name).inc()
+        limit = self.settings.max_message_chars
+        return {"text": localizer(language).gettext(TOO_LONG_MESSAGE).format(limit=limit)}
 
     async def _push(self, socket: WebSocket, session: str) -> None:
         identity_id = None  # found once: a browser's identity never changes
@@ -171,6 +190,22 @@ class WebChatChannel(Channel):
             await db.commit()
         self.services.metrics.messages_sent.labels(self.name).inc(len(collected))
         return [_as_json(delivery) for delivery in collected]
+
+
+def frame_message(frame: Mapping[str, Any]) -> str | None:
+    """The message in a websocket frame: ``{"message": …}`` as the page sends it, else the
+    frame's text as typed; None past :data:`MAX_TEXT_CHARS` (checked before parsing)."""
+    raw = frame.get("text")
+    if raw is None:
+        raw = (frame.get("bytes") or b"").decode("utf-8", errors="replace")
+    if len(raw) > MAX_TEXT_CHARS + FRAME_OVERHEAD:
+        return None
+    try:
+        data = loads(raw)
+    except ValueError:
+        return storable(raw)
+    text = str(data.get("message", "")) if isinstance(data, dict) else ""
+    return text if len(text) <= MAX_TEXT_CHARS else None
 
 
 def _as_json(delivery: Delivery) -> dict[str, Any]:

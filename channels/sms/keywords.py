@@ -8,7 +8,6 @@ A keyword inside a sentence ("please stop asking") is not a keyword: it goes to 
 from __future__ import annotations
 
 import enum
-import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -35,14 +34,23 @@ KEYWORDS: dict[str, Keyword] = {
 # "yes" re-subscribes only someone who opted out; otherwise it is an ordinary answer.
 OPT_IN_ONLY_WHEN_OPTED_OUT = frozenset({"yes"})
 STATUS_WORDS = frozenset({"status", "statut", "статус"})
-_TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:]+$")
+_PUNCTUATION = ".!?,;:"
+# A keyword is a word or two with some punctuation: a longer message is not one, and is
+# not folded (NFKD over a whole long message costs time on the event loop for nothing).
+MAX_KEYWORD_CHARS = 32
+MAX_STATUS_CHARS = 64  # "STATUS" and a reference, with room for spaces
 
 
 def fold(text: str) -> str:
     """Lower case without accents or surrounding punctuation: "Arrêt!" → "arret"."""
     decomposed = unicodedata.normalize("NFKD", text.strip())
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _TRAILING_PUNCTUATION.sub("", bare.casefold())
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    # Trailing punctuation and spaces off in linear time: a regex anchored at the end
+    # would try again from every position of a long run of them.
+    end = len(bare)
+    while end and (bare[end - 1].isspace() or bare[end - 1] in _PUNCTUATION):
+        end -= 1
+    return bare[:end]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,8 @@ class Recognised:
 
 def recognise(text: str, opted_out: bool) -> Recognised | None:
     """The keyword the whole message is, if any."""
+    if len(text.strip()) > MAX_KEYWORD_CHARS:
+        return None
     word = fold(text)
     keyword = KEYWORDS.get(word)
     if keyword is None:
@@ -64,6 +74,8 @@ def recognise(text: str, opted_out: bool) -> Recognised | None:
 
 def status_reference(text: str) -> str | None:
     """``STATUS BC-7K3Q9P`` (any case, any of the supported languages) → the reference."""
+    if len(text.strip()) > MAX_STATUS_CHARS:
+        return None
     parts = text.strip().split(maxsplit=1)
     if len(parts) != 2 or fold(parts[0]) not in STATUS_WORDS:
         return None

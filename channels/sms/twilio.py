@@ -11,6 +11,7 @@ Outbound: the outbox calls :class:`TwilioSender`; ``StatusCallback`` reports lan
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
@@ -25,6 +26,7 @@ from bot.db.models import DeliveryStatus
 from bot.privacy import mask
 from bot.settings import Settings
 from channels.base import Channel, DeliveryError, IncomingMessage, OutputChannel
+from channels.limits import storable
 from channels.sms.phone import InvalidPhoneNumberError, to_e164
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,45 @@ DELIVERY_STATUSES = {
     "undelivered": DeliveryStatus.UNDELIVERED,
     "failed": DeliveryStatus.FAILED,
 }
+MAX_MEDIA = 10  # Twilio attaches at most ten media to one message
+MAX_SID_CHARS = 128  # what the transcript keeps of a provider id (Twilio's are 34)
+MAX_ERROR_CODE_CHARS = 16
+_MEDIA_URL = re.compile(r"MediaUrl\d+")
+
+
+def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """The OpenAPI of a Twilio webhook: its form (what Twilio sends; more is ignored) and
+    the signature header (read from the request, so FastAPI cannot document it)."""
+    fields = {name: {"type": "string", **spec} for name, spec in properties.items()}
+    schema = {"type": "object", "properties": fields, "required": required}
+    return {
+        "parameters": [
+            {"name": "X-Twilio-Signature", "in": "header", "required": True,
+             "schema": {"type": "string"}, "description": "HMAC-SHA1 over PUBLIC_BASE_URL"},
+        ],
+        "requestBody": {"required": True, "content": {FORM_URLENCODED: {"schema": schema}}},
+    }  # fmt: skip
+
+
+INBOUND_OPENAPI = _form(
+    {"MessageSid": {"maxLength": MAX_SID_CHARS}, "AccountSid": {}, "From": {}, "To": {},
+     "Body": {}, "NumMedia": {"description": "0 to 10"}, "MediaUrl0": {}},
+    ["MessageSid", "From", "To", "Body"],
+)  # fmt: skip
+STATUS_OPENAPI = _form(
+    {"MessageSid": {}, "MessageStatus": {"enum": list(DELIVERY_STATUSES)}, "ErrorCode": {},
+     "To": {}},
+    ["MessageSid", "MessageStatus"],
+)  # fmt: skip
+
+
+def media_count(params: Mapping[str, str]) -> int:
+    """How many media came with a message: ``NumMedia`` when it is a sane number, else
+    the ``MediaUrlN`` parameters counted; never more than :data:`MAX_MEDIA`."""
+    declared = params.get("NumMedia", "").strip()
+    if declared.isascii() and declared.isdigit() and len(declared) <= 2:
+        return min(int(declared), MAX_MEDIA)
+    return min(sum(1 for key in params if _MEDIA_URL.fullmatch(key)), MAX_MEDIA)
 
 
 def public_url(settings: Settings, request: Request) -> str:
@@ -133,12 +174,15 @@ class TwilioSmsChannel(Channel):
         ):
             logger.warning("refused a Twilio webhook with a bad signature")
             raise HTTPException(403, "invalid signature")
-        return params
+        if len(params.get("MessageSid", "")) > MAX_SID_CHARS:
+            raise HTTPException(400, "MessageSid too long")
+        # %00 decodes to NUL, which PostgreSQL's text refuses: made storable once signed.
+        return {storable(key): storable(value) for key, value in params.items()}
 
     def router(self) -> APIRouter:
         router = APIRouter()
 
-        @router.post("/twilio")
+        @router.post("/twilio", openapi_extra=INBOUND_OPENAPI)
         async def inbound(request: Request) -> Response:
             params = await self._verified_form(request)
             try:
@@ -154,18 +198,18 @@ class TwilioSmsChannel(Channel):
                     sender=sender,
                     text=params.get("Body", ""),
                     external_id=params.get("MessageSid") or None,
-                    metadata={"media_count": int(params.get("NumMedia", "0") or 0)},
+                    metadata={"media_count": media_count(params)},
                 )
             )
             return Response(EMPTY_TWIML, media_type="application/xml")
 
-        @router.post("/twilio/status")
+        @router.post("/twilio/status", openapi_extra=STATUS_OPENAPI)
         async def status_callback(request: Request) -> Response:
             params = await self._verified_form(request)
             status = DELIVERY_STATUSES.get(params.get("MessageStatus", ""))
             if status is None or not params.get("MessageSid"):
                 return Response(status_code=204)
-            code = params.get("ErrorCode") or None
+            code = params.get("ErrorCode", "")[:MAX_ERROR_CODE_CHARS] or None
             error = (
                 DeliveryError(
                     f"Twilio delivery error {code}",

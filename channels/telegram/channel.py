@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Annotated, ClassVar
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
-from telegram import Update
 
 from bot.messenger import MessengerTurns
 from bot.settings import Settings
 from channels.base import Channel
 from channels.telegram.sender import TelegramSender
-from channels.telegram.updates import CHANNEL, incoming_from_update
+from channels.telegram.updates import (
+    CHANNEL,
+    WEBHOOK_OPENAPI,
+    MalformedUpdateError,
+    parse_update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class TelegramChannel(Channel):
     def router(self) -> APIRouter:
         router = APIRouter()
 
-        @router.post("")
+        @router.post("", openapi_extra=WEBHOOK_OPENAPI)
         async def webhook(
             request: Request,
             secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
@@ -58,10 +61,10 @@ class TelegramChannel(Channel):
                 logger.warning("refused a Telegram webhook with a wrong secret token")
                 raise HTTPException(403, "invalid secret token")
             try:
-                update = Update.de_json(json.loads(await request.body()), self.sender.bot)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                incoming = parse_update(await request.body(), self.sender.bot)
+            except MalformedUpdateError as exc:
+                logger.warning("refused a Telegram webhook: %s", exc)
                 raise HTTPException(400, "not a Telegram update") from exc
-            incoming = incoming_from_update(update) if update is not None else None
             if incoming is not None:
                 await self.accept_for_later(incoming)
             return Response(status_code=200)
