@@ -14,6 +14,7 @@ from channels.base import Channel
 from channels.telegram.sender import TelegramSender
 from channels.telegram.updates import (
     CHANNEL,
+    SERVED_UPDATES,
     WEBHOOK_OPENAPI,
     MalformedUpdateError,
     parse_update,
@@ -22,7 +23,7 @@ from channels.telegram.updates import (
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-ALLOWED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
+ALLOWED_UPDATES = SERVED_UPDATES
 
 
 class TelegramChannel(Channel):

@@ -24,6 +24,9 @@ from channels.base import IncomingMessage
 from channels.telegram.sender import provider_id
 
 CHANNEL = "telegram"
+# The update kinds the webhook asks for (``allowed_updates``) and reads.
+SERVED_UPDATES = ("message", "edited_message", "callback_query", "my_chat_member")
+SERVED_FIELDS = frozenset({"update_id", *SERVED_UPDATES})
 MAX_ID = 2**63 - 1  # Telegram's ids (updates, chats, users, messages) fit in 64 bits
 
 
@@ -94,8 +97,11 @@ def parse_update(body: bytes, bot: Bot) -> IncomingMessage | None:
         raise MalformedUpdateError("not JSON") from exc
     if not isinstance(data, dict):
         raise MalformedUpdateError("not an object")
+    # Only the kinds of update the gateway serves are parsed: a field of a kind it does
+    # not serve (or one newer than this PTB) cannot make a served update unreadable.
+    served = {key: value for key, value in data.items() if key in SERVED_FIELDS}
     try:
-        update = Update.de_json(data, bot)
+        update = Update.de_json(served, bot)
     except Exception as exc:  # whatever PTB raises on a forged update: it is not one
         raise MalformedUpdateError(f"unreadable ({type(exc).__name__})") from exc
     if update is None:

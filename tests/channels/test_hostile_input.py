@@ -351,13 +351,14 @@ def test_a_300k_message_is_answered_and_healthz_keeps_answering(
 
 def test_a_body_past_the_limit_is_refused_before_it_is_read(stack: Stack) -> None:
     big = b"x" * (MAX_BODY_BYTES + 1)
-    for path, content_type in (
-        ("/channels/rest/webhook", "application/json"),
-        ("/channels/webchat/messages", "application/json"),
-        ("/channels/sms/twilio", "application/x-www-form-urlencoded"),
-        ("/channels/telegram", "application/json"),
+    for path, headers in (
+        ("/channels/rest/webhook", {"Content-Type": "application/json"}),
+        ("/channels/webchat/messages", {"Content-Type": "application/json"}),
+        ("/channels/sms/twilio", {"Content-Type": "application/x-www-form-urlencoded"}),
+        # With its secret: without it, 403 comes before the body is read, as it should.
+        ("/channels/telegram", {"Content-Type": "application/json", SECRET_HEADER: SECRET}),
     ):
-        response = httpx.post(stack.url + path, content=big, headers={"Content-Type": content_type})
+        response = httpx.post(stack.url + path, content=big, headers=headers)
         assert response.status_code == 413, path
         assert response.json() == {"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}
 
@@ -365,9 +366,7 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read(stack: Stack) -> Non
             for _ in range(17):
                 yield b"x" * 65_536
 
-        streamed = httpx.post(
-            stack.url + path, content=chunks(), headers={"Content-Type": content_type}
-        )
+        streamed = httpx.post(stack.url + path, content=chunks(), headers=headers)
         assert streamed.status_code == 413, path
     assert stack.inbound() == []
 
@@ -437,7 +436,7 @@ def test_a_lone_surrogate_in_a_refused_field_is_named_not_a_500(stack: Stack) ->
         pytest.param('{"message": "hello", "colour": "blue"}', APOLOGY, ["hello"],
                      id="odd-extra-field"),
         pytest.param('{"message": NaN}', APOLOGY, ['{"message": NaN}'], id="not-strict-json"),
-        pytest.param("[" * 100_000, APOLOGY, ["[" * 100_000], id="nested-too-deep"),
+        pytest.param("[" * 100_000, TOO_LONG, ["[" * 100_000], id="nested-too-deep"),
     ],
 )  # fmt: skip
 def test_websocket_frames(stack: Stack, frame: str | bytes, reply: str, stored: list[str]) -> None:
@@ -542,8 +541,6 @@ def no_chat() -> dict[str, Any]:
         pytest.param(message(text="hi", chat={**CHAT, "id": "abc"}), id="chat-id-not-a-number"),
         pytest.param(message(location={"latitude": "north", "longitude": 1}),
                      id="location-not-a-number"),
-        pytest.param(message(contact={"phone_number": 5145550100, "first_name": "A"}),
-                     id="phone-not-text"),
         pytest.param({"update_id": 10**30, **message(text="hi")}, id="huge-update-id"),
         pytest.param({"callback_query": {"id": "1", "chat_instance": "1", "data": "1"}},
                      id="callback-from-nobody"),
