@@ -10,28 +10,31 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.commands import command_payload
 from bot.db.models import (
     LATEST_FIRST,
+    ApplicationDraft,
     ChannelIdentity,
     Citizen,
     Conversation,
     Direction,
     Message,
+    as_utc,
     table_of,
     utcnow,
 )
 from bot.db.retry import retrying
-from bot.handoff import TALK_TO_HUMAN, Handoffs, is_person_keyword
+from bot.handoff import CHOICE_BOT, Handoffs
 from bot.i18n import N_, Localizer, language_name, localizer
 from bot.inbound import Lease
-from bot.languages import detect, language_keyword
+from bot.languages import detect, language_keyword, sample
 from bot.linking import (
     CODE_VALID_FOR,
     Command,
@@ -48,6 +51,8 @@ from bot.privacy import mask
 from bot.rasa_client import RasaClient, RasaUnavailable
 from bot.settings import Settings
 from channels.base import Button, IncomingMessage, OutgoingMessage
+from service_connectors.answers import parse_date
+from service_connectors.catalogue import find_reference
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,10 @@ ENGINE_DOWN_MESSAGE = N_(
     "Sorry, I cannot answer right now. Your message is saved. Please try again in a few minutes."
 )
 
+MAX_DATE_CHARS = 40  # longer text is no date: never parsed as one
+# How long a draft means a form waits for its answer: Rasa's session (bot/domain.yml,
+# session_expiration_time) ends an untouched form after this.
+FORM_WAITS = timedelta(minutes=120)
 
 # Built once: every message runs them, and building a statement costs more than running it.
 _identities, _conversations = table_of(ChannelIdentity).c, table_of(Conversation).c
@@ -244,19 +253,21 @@ class ConversationService:
             return [
                 OutgoingMessage(words.gettext(LANGUAGE_SET).format(language=language_name(wanted)))
             ]
+        resolved = await self._resolve_menu_choice(session, participant, text.strip())
         if not participant.language_chosen:
-            found = detect(text, supported) or (
+            found = await self._detect(session, participant, text, resolved) or (
                 language_hint if language_hint in supported else None
             )
             if found is not None:
                 await self._set_language(participant.citizen_id, found)
                 participant = replace(participant, language=found, language_chosen=True)
         words = localizer(participant.language)
-        resolved = await self._resolve_menu_choice(session, participant, text.strip())
         with_person = await self.handoffs.intercept(
             participant.citizen_id, text, resolved, words, session
         )
         if with_person is not None:  # a person is involved: the bot stays out of it
+            if resolved == CHOICE_BOT:  # back to the bot: its open question was asked again
+                await self._resume_form(participant)
             return with_person
         problem = self._input_problem(text, words)
         if problem is not None:
@@ -264,9 +275,7 @@ class ConversationService:
         command = device_command(text)
         if command is not None:
             return await self._device_command(participant, command, words)
-        text = resolved
-        if is_person_keyword(text, supported):
-            text = TALK_TO_HUMAN
+        text = command_payload(resolved, supported) or resolved  # EXIT, HELP, PERSON
         await session.commit()  # (intercept committed already: no trip to the database)
         try:
             return await self.rasa.send(participant.rasa_sender, text)
@@ -275,6 +284,37 @@ class ConversationService:
                 "Rasa unavailable (%s) for conversation %s", exc, participant.conversation_id
             )
             return [OutgoingMessage(words.gettext(ENGINE_DOWN_MESSAGE))]
+
+    async def _detect(
+        self, session: AsyncSession, participant: Participant, text: str, resolved: str
+    ) -> str | None:
+        """The language of a message that says something, not of an answer: never of a
+        menu choice, a payload, a command word, a reference, a date, or of anything typed
+        while an application is being filled in ("Maria Fournier" is no French). Whether
+        one is comes from the gateway's own draft (touched within Rasa's session), read
+        only when the text would set a language (rare: only while the citizen's language
+        is unknown), never from Rasa's tracker."""
+        stripped = text.strip()
+        supported = self.settings.supported_languages
+        if resolved != stripped or stripped.startswith("/") or command_payload(stripped, supported):
+            return None
+        if len(stripped) <= MAX_DATE_CHARS and parse_date(stripped, date.today()) is not None:
+            return None
+        words = " ".join(w for w in sample(stripped).split() if find_reference(w) is None)
+        found = detect(words, supported)  # "где моя заявка BC-7K3Q9P": the words around it
+        if found is None:
+            return None
+        draft = await session.get(ApplicationDraft, participant.rasa_sender)
+        waiting = draft is not None and as_utc(draft.updated_at) > utcnow() - FORM_WAITS
+        return None if waiting else found
+
+    async def _resume_form(self, participant: Participant) -> None:
+        """The form the request for a person interrupted takes the next message as its
+        answer (else Rasa would only ask its question again)."""
+        try:
+            await self.rasa.resume_loop(participant.rasa_sender)
+        except RasaUnavailable as exc:
+            logger.warning("could not resume the form of %s: %s", participant.conversation_id, exc)
 
     async def _set_language(self, citizen_id: str, language: str) -> None:
         async with self.sessions() as session:

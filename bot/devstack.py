@@ -34,6 +34,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from bot.settings import PROJECT_ROOT
+from channels.limits import MAX_BODY_BYTES
 
 RASA_VENV = Path(os.environ.get("RASA_VENV", PROJECT_ROOT / ".venv-rasa"))
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -482,6 +483,10 @@ def running_stack(
                     "--port",
                     str(config.gateway_port + replica),
                     "--no-access-log",
+                    # A websocket frame is bounded like a request body (uvicorn's 16 MiB
+                    # default would be read whole before the channel can refuse it).
+                    "--ws-max-size",
+                    str(MAX_BODY_BYTES),
                     *(
                         ["--workers", str(config.gateway_workers)]
                         if config.gateway_workers > 1

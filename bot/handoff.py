@@ -84,9 +84,10 @@ BACK_TO_BOT = N_("Continue with the assistant")
 WRITE_MESSAGE = N_("Please write your message in one text. Our team will read it {when}.")
 MESSAGE_TAKEN = N_("Thank you. Your message is with our team. They will answer here {when}.")
 CHOOSE_SLOT = N_("When should we call you? Choose a time:")
+CHOOSE_SLOT_FOR = N_("When should we call you on the number ending in {digits}? Choose a time:")
 ASK_NUMBER = N_("Which phone number should we call? Please include the area code.")
 BAD_NUMBER = N_("That does not look like a phone number. Please send it with the area code.")
-CALLBACK_TAKEN = N_("Thank you. We will call you {when}.")
+CALLBACK_TAKEN = N_("Thank you. We will call you on the number ending in {digits} {when}.")
 BACK_WITH_BOT = N_("OK, let us continue.")
 SHIFT_ENDED = N_(
     "Our team has finished for today. Your request stays with them and they will answer"
@@ -96,8 +97,15 @@ EXPIRED_CHOICE = N_("That option is no longer available. Reply HELP for the menu
 FEEDBACK_QUESTION = N_("How did our team do? Reply a number from 1 (poor) to 5 (very good).")
 FEEDBACK_THANKS = N_("Thank you for your feedback.")
 NEXT_OPENING_UNKNOWN = N_("as soon as possible")
+SHORTLY = N_("shortly")  # "Our team will read it shortly": the moment is now
+TODAY_AT = N_("today at {time}")
+TOMORROW_AT = N_("tomorrow at {time}")
+HANDED_BACK = N_("You are back with our automated assistant.")
+RESUMING = N_("Let us continue where we stopped:")
 
 CHOOSING_TIMEOUT = timedelta(hours=1)
+SOON = timedelta(minutes=2)  # "shortly" up to this far ahead, then "in N minutes"
+WITHIN_MINUTES = 60  # "in N minutes" below this many, then the clock time
 ONLINE_WINDOW = timedelta(seconds=90)
 FEEDBACK_WINDOW = timedelta(days=2)
 NOT_ANSWERED = 0  # feedback_score when the citizen wrote something else instead
@@ -113,15 +121,53 @@ def is_person_keyword(text: str, supported: tuple[str, ...]) -> bool:
     )
 
 
-def when_text(moment: datetime | None, words: Localizer, zone: str) -> str:
-    """ "Mon, Nov 23 8:00 AM", "lun. 23 nov. 08:00": in the citizen's language and the
-    office's time zone, with plain spaces (CLDR's narrow ones are not GSM-7)."""
+def when_text(
+    moment: datetime | None,
+    words: Localizer,
+    zone: str,
+    now: datetime | None = None,
+    *,
+    appointment: bool = False,
+) -> str:
+    """When something happens, as the citizen would say it, in their language and the
+    office's time zone: "shortly", "in 20 minutes", "today at 2:00 PM", "tomorrow at
+    8:00 AM", else "Mon, Nov 23 8:00 AM" ("lun. 23 nov. 08:00"). An ``appointment``
+    (a call-back slot) always has its clock time ("today at 2:00 PM"). Without ``now``
+    the day and time are always given. Plain spaces (CLDR's narrow ones are not GSM-7)."""
     if moment is None:
         return words.gettext(NEXT_OPENING_UNKNOWN)
     local = as_utc(moment).astimezone(ZoneInfo(zone))
-    day = format_skeleton("MMMEd", local, locale=words.language)
     hour = format_time(local, "short", locale=words.language)
-    return f"{day} {hour}".replace("\u202f", " ").replace("\u00a0", " ")
+    if now is not None:
+        ahead = as_utc(moment) - as_utc(now)
+        if ahead <= SOON and not appointment:
+            return words.gettext(SHORTLY)
+        minutes = math.ceil(ahead.total_seconds() / 60)
+        if minutes < WITHIN_MINUTES and not appointment:
+            return words.ngettext("in {count} minute", "in {count} minutes", minutes).format(
+                count=minutes
+            )
+        days = (local.date() - as_utc(now).astimezone(ZoneInfo(zone)).date()).days
+        if days in (0, 1):
+            relative = words.gettext(TODAY_AT if days == 0 else TOMORROW_AT)
+            return _plain(relative.format(time=hour))
+    day = format_skeleton("MMMEd", local, locale=words.language)
+    return _plain(f"{day} {hour}")
+
+
+def _plain(text: str) -> str:
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
+
+
+def capitalised(text: str) -> str:
+    """ "Today at 11:00 AM" for a button: the phrase as it begins a line."""
+    return text[:1].upper() + text[1:]
+
+
+def last_digits(number: str) -> str:
+    """The end of a phone number, enough for its owner to recognise it (never all of it)."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return digits[-4:]
 
 
 def new_handoff(
@@ -272,7 +318,8 @@ class Handoffs:
         if self.hours.is_open(now):
             intro = words.gettext(NOBODY_NOW)
         else:
-            when = when_text(self.hours.next_opening(now), words, self.settings.timezone)
+            zone = self.settings.timezone
+            when = when_text(self.hours.next_opening(now), words, zone, now)
             intro = words.gettext(CLOSED_NOW).format(when=when)
         buttons = (
             Button(words.gettext(LEAVE_MESSAGE), CHOICE_MESSAGE),
@@ -360,7 +407,7 @@ class Handoffs:
         self, session: AsyncSession, handoff: Handoff, text: str, resolved: str, words: Localizer
     ) -> list[OutgoingMessage] | None:
         now = self.clock()
-        opening = when_text(self.hours.next_opening(now), words, self.settings.timezone)
+        opening = when_text(self.hours.next_opening(now), words, self.settings.timezone, now)
         if handoff.kind == HandoffKind.MESSAGE:  # this text is the message
             self._queue(handoff, now)
             return [OutgoingMessage(words.gettext(MESSAGE_TAKEN).format(when=opening))]
@@ -375,16 +422,15 @@ class Handoffs:
                     return [OutgoingMessage(words.gettext(ASK_NUMBER))]
                 handoff.callback_number = number
                 self._queue(handoff, now)
-                when = when_text(handoff.callback_at, words, self.settings.timezone)
-                return [OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(when=when))]
+                return [self._callback_taken(handoff, words, now)]
             if resolved != CHOICE_BOT:
-                return [self._slots(words, now)]
+                return [await self._slots(session, handoff, words, now)]
         if resolved == CHOICE_MESSAGE:
             handoff.kind = HandoffKind.MESSAGE
             return [OutgoingMessage(words.gettext(WRITE_MESSAGE).format(when=opening))]
         if resolved == CHOICE_CALLBACK:
             handoff.kind = HandoffKind.CALLBACK
-            return [self._slots(words, now)]
+            return [await self._slots(session, handoff, words, now)]
         handoff.status, handoff.outcome, handoff.closed_at = HandoffStatus.CLOSED, "declined", now
         if resolved != CHOICE_BOT:
             return None  # something else entirely: the bot answers it
@@ -409,14 +455,30 @@ class Handoffs:
     def _queue(self, handoff: Handoff, now: datetime) -> None:
         handoff.status, handoff.queued_at = HandoffStatus.QUEUED, now
 
-    def _slots(self, words: Localizer, now: datetime) -> OutgoingMessage:
+    async def _slots(
+        self, session: AsyncSession, handoff: Handoff, words: Localizer, now: datetime
+    ) -> OutgoingMessage:
+        """The call-back times, saying which number will be called when it is known."""
         slots = self.hours.callback_slots(now, count=self.settings.handoff_callback_slots)
+        zone = self.settings.timezone
         buttons = [
-            Button(when_text(start, words, self.settings.timezone), SLOT_PREFIX + start.isoformat())
+            Button(
+                capitalised(when_text(start, words, zone, now, appointment=True)),
+                SLOT_PREFIX + start.isoformat(),
+            )
             for start, _end in slots
         ]
         buttons.append(Button(words.gettext(BACK_TO_BOT), CHOICE_BOT))
-        return OutgoingMessage(words.gettext(CHOOSE_SLOT), tuple(buttons))
+        number = await self._known_number(session, handoff)
+        if number is None:  # asked once a time is chosen
+            return OutgoingMessage(words.gettext(CHOOSE_SLOT), tuple(buttons))
+        question = words.gettext(CHOOSE_SLOT_FOR).format(digits=last_digits(number))
+        return OutgoingMessage(question, tuple(buttons))
+
+    def _callback_taken(self, handoff: Handoff, words: Localizer, now: datetime) -> OutgoingMessage:
+        when = when_text(handoff.callback_at, words, self.settings.timezone, now, appointment=True)
+        digits = last_digits(handoff.callback_number or "")
+        return OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(digits=digits, when=when))
 
     async def _known_number(self, session: AsyncSession, handoff: Handoff) -> str | None:
         """The citizen's SMS number: the one they write from, or one linked to them."""
@@ -437,8 +499,7 @@ class Handoffs:
         except InvalidPhoneNumberError:
             return [OutgoingMessage(words.gettext(BAD_NUMBER))]
         self._queue(handoff, now)
-        when = when_text(handoff.callback_at, words, self.settings.timezone)
-        return [OutgoingMessage(words.gettext(CALLBACK_TAKEN).format(when=when))]
+        return [self._callback_taken(handoff, words, now)]
 
     async def _feedback(
         self, session: AsyncSession, asked: Handoff | None, text: str, words: Localizer
@@ -454,6 +515,39 @@ class Handoffs:
         logger.info("handoff %s rated %s", asked.id, answer)
         resumed = await self._resume(session, asked) if asked.outcome == "handed_back" else []
         return [OutgoingMessage(words.gettext(FEEDBACK_THANKS)), *resumed]
+
+    async def handed_back(
+        self,
+        session: AsyncSession,
+        handoff: Handoff,
+        words: Localizer,
+        form_open: bool | None = None,
+    ) -> OutgoingMessage:
+        """What the citizen is told when an agent hands the conversation back (the
+        caller sends it and ends the handoff).
+
+        With a question of the bot pending (a form was open when they asked for a
+        person, and Rasa still has it open: ``form_open``, None when Rasa could not
+        say), the message says the assistant is back and asks that question again,
+        once, with its options, and nothing else: a rating asked in the same breath
+        would take the next answer (both are answered with a digit or a word). The
+        refused answers to that question count afresh. With nothing pending, the one
+        question is the rating (1–5)."""
+        back = words.gettext(HANDED_BACK)
+        resumed = [] if form_open is False else await self._resume(session, handoff)
+        if not resumed:
+            handoff.resume_message_id = None  # nothing to come back to after the rating
+            handoff.feedback_asked_at = self.clock()
+            return OutgoingMessage(f"{back} {words.gettext(FEEDBACK_QUESTION)}")
+        await session.execute(
+            update(ApplicationDraft)
+            .where(ApplicationDraft.conversation_id == handoff.conversation_id)
+            .values(failed_attempts=0)
+        )
+        question = resumed[0]
+        return OutgoingMessage(
+            f"{back} {words.gettext(RESUMING)}\n{question.text}", question.buttons
+        )
 
     async def _resume(self, session: AsyncSession, handoff: Handoff) -> list[OutgoingMessage]:
         """The bot's open question from before the handoff (the form is still waiting)."""
@@ -533,7 +627,8 @@ class Handoffs:
                 await session.execute(
                     update(Handoff).where(Handoff.id == handoff.id).values(kind=HandoffKind.MESSAGE)
                 )
-                when = when_text(self.hours.next_opening(now), target.words, self.settings.timezone)
+                opening = self.hours.next_opening(now)
+                when = when_text(opening, target.words, self.settings.timezone, now)
                 text = target.words.gettext(SHIFT_ENDED).format(when=when)
             await self.tell(session, target, text)
             await session.commit()

@@ -7,14 +7,15 @@ responses; see :mod:`bot.i18n_extract`). ``make`` compiles ``locales/*/LC_MESSAG
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_timedelta
 from babel.numbers import format_currency
 from babel.support import NullTranslations, Translations
 
@@ -53,6 +54,17 @@ class Localizer:
 
     def money(self, amount: Decimal, currency: str) -> str:
         return format_currency(amount, currency, locale=self.language)
+
+    def duration(self, value: timedelta) -> str:
+        """ "30 seconds", "2 minutes", "1 hour": rounded up, never less than ``value``."""
+        seconds = max(1, math.ceil(value.total_seconds()))
+        if seconds > 60:
+            seconds = math.ceil(seconds / 60) * 60
+        if seconds > 3600:
+            seconds = math.ceil(seconds / 3600) * 3600
+        return format_timedelta(
+            timedelta(seconds=seconds), threshold=1, format="long", locale=self.language
+        )
 
 
 def language_name(code: str) -> str:

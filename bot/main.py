@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=load_responses(PROJECT_ROOT / "bot" / "domain.yml"),
         handoffs=Handoffs(settings, sessions),
         outbox=outbox,
+        metrics=metrics,
     )
     conversations = ConversationService(settings, sessions, rasa, runtime.handoffs, metrics)
     sms = SmsTurns(settings, sessions, conversations, outbox, catalogue, runtime.connectors)

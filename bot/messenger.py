@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actions.application import current_field
 from bot.conversation import Accepted, Participant, load_sender
 from bot.db.models import (
+    LATEST_FIRST,
     ApplicationDraft,
     ChannelIdentity,
     Conversation,
     Delivery,
+    Direction,
     Message,
     utcnow,
 )
@@ -39,6 +41,7 @@ from channels.base import (
 )
 from channels.sms.phone import InvalidPhoneNumberError, to_e164
 from channels.telegram.text import split_text
+from service_connectors.answers import match_option
 
 if TYPE_CHECKING:
     from channels.base import ChannelServices
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ALREADY_ANSWERED = N_("This question was already answered.")
+NO_LONGER_AVAILABLE = N_("That option is no longer available.")
 EDITED = N_("I only read new messages. Please send the correction as a new message.")
 SHARE_PHONE = N_("Share my phone number")
 SHARE_PHONE_OFFER = N_(
@@ -94,7 +98,9 @@ class MessengerTurns:
             data = message.provider_data or {}
             kind = str(data.get("kind", "text"))
             identity.unreachable_at = utcnow() if kind == "blocked" else None
-            replies = await self._before_dialogue(session, message, data, effects, words)
+            replies = await self._before_dialogue(
+                session, participant, message, data, effects, words
+            )
             if replies is None:
                 await session.commit()  # release the database while the engine thinks
                 replies = await self._replies(session, participant, conversation, message, words)
@@ -111,6 +117,7 @@ class MessengerTurns:
     async def _before_dialogue(
         self,
         session: AsyncSession,
+        participant: Participant,
         message: Message,
         data: dict[str, Any],
         effects: Effects,
@@ -137,14 +144,78 @@ class MessengerTurns:
             current = open_keyboard is not None and data.get("menu_message") == (
                 open_keyboard.provider_id
             )
-            notice = None if current else words.gettext(ALREADY_ANSWERED)
-            effects.answer = (str(data.get("choice_id")), notice)
-            if not current:
-                return []  # a button of an old question: acknowledged, not acted on
-        if open_keyboard is not None and (open_keyboard.keyboard or {}).get("inline"):
-            open_keyboard.keyboard_closed = True  # answered (pressed or typed): take it away
-            effects.close = open_keyboard.provider_id
+            effects.answer = (str(data.get("choice_id")), None)
+            if not current:  # a button of a question no longer open: never the engine's
+                replies = await self._late_press(
+                    session, participant, message, data, effects, words
+                )
+                if replies:
+                    self._close(open_keyboard, effects)  # its question is asked again
+                return replies
+        self._close(open_keyboard, effects)  # answered (pressed or typed): take it away
         return None
+
+    @staticmethod
+    def _close(open_keyboard: Delivery | None, effects: Effects) -> None:
+        if open_keyboard is not None and (open_keyboard.keyboard or {}).get("inline"):
+            open_keyboard.keyboard_closed = True
+            effects.close = open_keyboard.provider_id
+
+    async def _late_press(
+        self,
+        session: AsyncSession,
+        participant: Participant,
+        message: Message,
+        data: dict[str, Any],
+        effects: Effects,
+        words: Localizer,
+    ) -> list[Reply]:
+        """A press on the keyboard of a question that was answered since (its keyboard
+        could not be taken away in time, or a second device shows it), taken by what it
+        meant: the option that question was answered with (pressed, its number or its
+        words typed) is only acknowledged; another is no longer available, and the open
+        question (the bot's last message, if it has options or an application is in
+        progress) is asked again."""
+        old = await session.scalar(
+            select(Delivery).where(
+                Delivery.channel == self.channel,
+                Delivery.provider_id == str(data.get("menu_message")),
+            )
+        )
+        titles = [str(t) for t in ((old.keyboard or {}).get("inline") or [])] if old else []
+        pressed = match_option(message.text, titles) if message.text.isdigit() else None
+        answer = None
+        if old is not None:
+            answer = await session.scalar(
+                select(Message.text)
+                .where(
+                    Message.conversation_id == message.conversation_id,
+                    Message.direction == Direction.INBOUND,
+                    Message.created_at >= old.created_at,
+                    Message.id != message.id,
+                )
+                .order_by(Message.id)
+                .limit(1)
+            )
+        if pressed is not None and answer is not None and match_option(answer, titles) == pressed:
+            effects.answer = (str(data.get("choice_id")), words.gettext(ALREADY_ANSWERED))
+            return []
+        replies = [Reply(words.gettext(NO_LONGER_AVAILABLE))]
+        question = await session.scalar(
+            select(Message)
+            .where(
+                Message.conversation_id == message.conversation_id,
+                Message.direction == Direction.OUTBOUND,
+            )
+            .order_by(*LATEST_FIRST)
+            .limit(1)
+        )
+        in_progress = await session.get(ApplicationDraft, participant.rasa_sender) is not None
+        if question is not None and (question.buttons or in_progress):
+            buttons = tuple(Button(b["title"], b["payload"]) for b in question.buttons or [])
+            again = OutgoingMessage(question.text, buttons)
+            replies.append(Reply(question.text, inline_keyboard(again), buttons))
+        return replies
 
     async def _replies(
         self,

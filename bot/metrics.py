@@ -74,6 +74,18 @@ class GatewayMetrics:
             buckets=WEBHOOK_BUCKETS,
             registry=registry,
         )
+        self.verification_failures = Counter(
+            "civicgate_verification_failures_total",
+            "Wrong second-factor answers checked (someone else asking an application's"
+            " status); answers refused unchecked (too soon, locked) are not counted.",
+            registry=registry,
+        )
+        self.verification_alerts = Counter(
+            "civicgate_verification_alerts_total",
+            "Applications whose wrong second-factor answers today reached"
+            " VERIFICATION_ALERT_FAILURES (each also in the audit log): alert on any increase.",
+            registry=registry,
+        )
 
     def watch(self, *collectors: Collector) -> None:
         """Add figures computed at scrape time (this app's database, its connectors)."""

@@ -84,6 +84,26 @@ class RasaClient:
         params = {**self._params, "include_events": "NONE"}
         await self._call("POST", f"/conversations/{sender_id}/tracker/events", events, params)
 
+    async def active_loop(self, sender_id: str) -> str | None:
+        """The form a conversation is in (``--enable-api``), or None: read on rare
+        occasions (a hand-back), not on every turn."""
+        params = {**self._params, "include_events": "NONE"}
+        tracker = await self._call(
+            "GET", f"/conversations/{sender_id}/tracker", params=params, within=3
+        )
+        loop = (tracker or {}).get("active_loop") or {}
+        return str(loop["name"]) if loop.get("name") else None
+
+    async def resume_loop(self, sender_id: str) -> str | None:
+        """Set the conversation's open form (if any) going again, and name it: a form
+        interrupted by a request for a person would only ask its question again, so the
+        citizen's answer to the question the gateway re-asked would be lost. Read only
+        when a person hands the conversation back (not on every turn)."""
+        form = await self.active_loop(sender_id)
+        if form is not None:
+            await self.append_events(sender_id, [{"event": "active_loop", "name": form}])
+        return form
+
     async def status(self) -> dict[str, Any]:
         """``GET /status``: which model is loaded. Raises :class:`RasaUnavailable`."""
         result: dict[str, Any] = await self._call("GET", "/status", params=self._params, within=3)

@@ -16,7 +16,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions.menus import main_menu_buttons
-from bot.actions.status import application_by_reference, is_disclosable, status_text
+from bot.actions.status import (
+    application_by_reference,
+    is_disclosable,
+    reference_asked,
+    status_text,
+)
 from bot.conversation import Accepted, ConversationService, Participant, load_sender
 from bot.db.models import (
     ChannelIdentity,
@@ -211,11 +216,17 @@ class SmsTurns:
         """``STATUS <reference>`` from the applicant: answered here. Anyone else goes
         through the dialogue, which asks the second factor."""
         reference = status_reference(text)
-        if reference is None:
-            return None
+        if reference is None or await reference_asked(
+            session, participant.conversation_id, self.settings.supported_languages
+        ):
+            return None  # the dialogue asked for it: its answer, so the question is closed
         application = await application_by_reference(session, reference)
         if application is None or not await is_disclosable(
-            session, application, participant.citizen_id, participant.identity_id
+            session,
+            application,
+            participant.citizen_id,
+            participant.identity_id,
+            self.settings.max_verification_attempts_per_application,
         ):
             return None
         await session.commit()  # only read so far: no transaction waits on the backend

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_TEXT_CHARS = 100_000  # a message longer than this is refused at the channel
-MAX_BODY_BYTES = 1024 * 1024  # 100,000 characters of emoji escaped as JSON fit
+MAX_BODY_BYTES = 1024 * 1024  # 100,000 emoji as UTF-8 (the page sends them so) fit twice
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 

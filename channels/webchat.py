@@ -1,18 +1,26 @@
 """The web chat: a page at ``/`` and a websocket, for any browser, old phones included.
 
-The browser is identified by a random session cookie the server issues (HttpOnly), never
-by anything the page chooses. Browsers without WebSocket fall back to a plain POST and
-poll for messages. A websocket from another origin is refused (cross-site websocket
-hijacking). What is said outside a reply turn (an agent's reply, a queue update, a
-status notification) waits in the outbox until this browser collects it: pushed on its
-websocket within a second, whichever replica holds the socket.
+The browser is identified by a random session cookie the server issues with the page
+(HttpOnly, SameSite=Lax, Secure behind https), signed with ``WEBCHAT_COOKIE_SECRET``: a
+cookie the client made up, or one whose signature does not match, is refused with 403 and
+nothing is stored, so identities cannot be minted to get around per-identity limits.
+Browsers without WebSocket fall back to a plain POST and poll for messages. A websocket
+from an origin not in ``WEBCHAT_ALLOWED_ORIGINS`` (default: PUBLIC_BASE_URL's and the
+request's own host) is refused (cross-site websocket hijacking). What is said outside a
+reply turn (an agent's reply, a queue update, a status notification) waits in the outbox
+until this browser collects it: pushed on its websocket within a second, whichever replica
+holds the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +38,7 @@ from bot.conversation import TOO_LONG_MESSAGE
 from bot.db.models import ChannelIdentity, Delivery
 from bot.delivering import collect_webchat
 from bot.i18n import localizer
+from bot.settings import Settings, origin_of
 from channels.base import Channel, IncomingMessage
 from channels.limits import MAX_TEXT_CHARS, StorableText, loads, storable
 
@@ -38,6 +47,10 @@ logger = logging.getLogger(__name__)
 COOKIE = "civicgate_chat"
 PUSH_SECONDS = 1.0  # how often an open websocket looks for messages said outside a turn
 FRAME_OVERHEAD = 1024  # a frame's JSON around its message
+COOKIE_MAX_AGE = 60 * 60 * 24 * 30
+# "<session id>.<signature>": 32 random bytes and an HMAC-SHA256, both base64url.
+SIGNED_COOKIE = re.compile(r"([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
+NO_SESSION = "no chat session; reload the page"
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True,
@@ -74,14 +87,14 @@ class WebChatChannel(Channel):
             )
             html = template.render(language=language)
             response = HTMLResponse(html)
-            if not request.cookies.get(COOKIE):
+            if self._session(request.cookies.get(COOKIE)) is None:  # none yet, or not ours
                 response.set_cookie(
                     COOKIE,
-                    secrets.token_urlsafe(32),
+                    issue_cookie(self.settings),
                     httponly=True,
-                    samesite="strict",
-                    max_age=60 * 60 * 24 * 30,
-                    secure=request.url.scheme == "https",
+                    samesite="lax",
+                    max_age=COOKIE_MAX_AGE,
+                    secure=_secure(self.settings, request),
                 )
             return response
 
@@ -101,10 +114,11 @@ class WebChatChannel(Channel):
         async def post_message(
             request: Request,
             body: ChatPost,
-            session: Annotated[str | None, Cookie(alias=COOKIE)] = None,
+            cookie: Annotated[str | None, Cookie(alias=COOKIE)] = None,
         ) -> list[dict[str, Any]]:
-            if not session:
-                raise HTTPException(403, "no chat session; reload the page")
+            session = self._session(cookie)
+            if session is None:
+                raise HTTPException(403, NO_SESSION)
             language = self.page_language(request.headers.get("accept-language"))
             if len(body.message) > MAX_TEXT_CHARS:
                 return [self._too_long(language)]
@@ -112,17 +126,19 @@ class WebChatChannel(Channel):
 
         @router.get("/messages")
         async def waiting_messages(
-            session: Annotated[str | None, Cookie(alias=COOKIE)] = None,
+            cookie: Annotated[str | None, Cookie(alias=COOKIE)] = None,
         ) -> list[dict[str, Any]]:
             """For browsers without WebSocket: what was said since they last looked."""
-            if not session:
-                raise HTTPException(403, "no chat session; reload the page")
+            session = self._session(cookie)
+            if session is None:
+                raise HTTPException(403, NO_SESSION)
             return await self._collect(await self._identity(session))
 
         @router.websocket("/ws")
         async def websocket(socket: WebSocket) -> None:
-            session = socket.cookies.get(COOKIE)
-            if not session or not _same_origin(socket):
+            session = self._session(socket.cookies.get(COOKIE))
+            if session is None or not _allowed_origin(self.settings, socket):
+                # Before accepting: the handshake is refused (HTTP 403), nothing is read.
                 await socket.close(code=1008)
                 return
             await socket.accept()
@@ -149,6 +165,11 @@ class WebChatChannel(Channel):
                     await pusher
 
         return router
+
+    def _session(self, cookie: str | None) -> str | None:
+        """The signed cookie the server issued (its whole value is the identity), or None
+        for a missing, unsigned or forged one."""
+        return cookie if cookie is not None and cookie_is_ours(self.settings, cookie) else None
 
     async def _exchange(self, session: str, text: str, language: str) -> list[dict[str, Any]]:
         """One turn; the browser's language counts until the citizen's is known."""
@@ -215,8 +236,47 @@ def _as_json(delivery: Delivery) -> dict[str, Any]:
     return {"text": delivery.body, "buttons": buttons} if buttons else {"text": delivery.body}
 
 
-def _same_origin(socket: WebSocket) -> bool:
+def _signature(settings: Settings, session_id: str) -> str:
+    key = settings.webchat_cookie_secret.get_secret_value().encode("utf-8")
+    digest = hmac.new(key, f"{COOKIE}:{session_id}".encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def issue_cookie(settings: Settings) -> str:
+    """A new browser identity: a random session id and its signature."""
+    session_id = secrets.token_urlsafe(32)
+    return f"{session_id}.{_signature(settings, session_id)}"
+
+
+def cookie_is_ours(settings: Settings, cookie: str) -> bool:
+    parts = SIGNED_COOKIE.fullmatch(cookie)
+    if parts is None:
+        return False
+    return hmac.compare_digest(parts.group(2), _signature(settings, parts.group(1)))
+
+
+def _secure(settings: Settings, request: Request) -> bool:
+    """Secure when the page is served at an https PUBLIC_BASE_URL (TLS ending at a proxy),
+    or over https itself; not on a loopback port beside it (tests, ``make run``)."""
+    public = settings.public_base_url
+    at_public = (
+        public is not None
+        and public.scheme == "https"
+        and urlsplit(str(public)).netloc.lower()
+        == (request.headers.get("host") or "").lower().removesuffix(":443")
+    )
+    return at_public or request.url.scheme == "https"
+
+
+def _allowed_origin(settings: Settings, socket: WebSocket) -> bool:
+    """A browser always sends ``Origin`` with a websocket: one of WEBCHAT_ALLOWED_ORIGINS
+    when they are listed; otherwise PUBLIC_BASE_URL's, or the host the request was made
+    to (the page this gateway served: a loopback port beside the public URL too)."""
     origin = socket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser: cookies would not be sent cross-site anyway
-    return urlsplit(origin).netloc == socket.headers.get("host")
+    if not origin:
+        return False
+    if origin_of(origin) in settings.webchat_origins:
+        return True
+    if settings.webchat_allowed_origins:
+        return False  # listed: only those
+    return urlsplit(origin).netloc.lower() == (socket.headers.get("host") or "").lower()

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from dateutil import parser as date_parser
 from rapidfuzz import fuzz, process
@@ -21,6 +22,35 @@ from service_connectors.catalogue import FieldType, ServiceField
 EARLIEST_DATE = date(1900, 1, 1)
 _NUMERIC_DATE = re.compile(r"^\s*(\d{1,4})\s*[/.\-\s]\s*(\d{1,2})\s*[/.\-\s]\s*(\d{1,4})\s*$")
 _NAME_CHARACTERS = re.compile(r"^[^\W\d_]+(?:[\s.'’\-][^\W\d_]*)*$")
+# Month names as citizens type them in every supported language (French and Russian,
+# Russian in the genitive too: "21 марта 2019"), and the words around a date to skip
+# ("le 1er mars", "21 марта 2019 г."). A new language adds its months here.
+_MONTHS: list[Any] = [
+    ("jan", "january", "janv", "janvier", "янв", "январь", "января"),
+    ("feb", "february", "fev", "fevr", "février", "fevrier", "févr", "фев", "февр", "февраль",
+     "февраля"),
+    ("mar", "march", "mars", "мар", "март", "марта"),
+    ("apr", "april", "avr", "avril", "апр", "апрель", "апреля"),
+    ("may", "mai", "май", "мая"),
+    ("jun", "june", "juin", "июн", "июнь", "июня"),
+    ("jul", "july", "juil", "juillet", "июл", "июль", "июля"),
+    ("aug", "august", "août", "aout", "авг", "август", "августа"),
+    ("sep", "sept", "september", "septembre", "сен", "сент", "сентябрь", "сентября"),
+    ("oct", "october", "octobre", "окт", "октябрь", "октября"),
+    ("nov", "november", "novembre", "ноя", "нояб", "ноябрь", "ноября"),
+    ("dec", "december", "déc", "décembre", "decembre", "дек", "декабрь", "декабря"),
+]  # fmt: skip
+_SKIPPED = ["le", "er", "du", "г", "года", "год"]
+
+
+class _DateWords(date_parser.parserinfo):
+    def __init__(self) -> None:
+        self.MONTHS = _MONTHS  # read by parserinfo.__init__
+        self.JUMP = [*date_parser.parserinfo.JUMP, *_SKIPPED]
+        super().__init__(dayfirst=True)
+
+
+_DATE_WORDS = _DateWords()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +94,10 @@ def _check_name(field: ServiceField, answer: str) -> AnswerCheck:
     if len(answer) > field.max_length:
         return AnswerCheck(problem=N_("That name is too long."))
     letters = sum(ch.isalpha() for ch in answer)
-    if letters < 2 or not _NAME_CHARACTERS.match(answer):
+    # Vowel signs and other combining marks belong to the letter before them (Devanagari
+    # "प्रिया", Tamil, Arabic with its vowels): a name of those scripts is letters too.
+    bare = "".join(ch for ch in answer if not unicodedata.category(ch).startswith("M"))
+    if letters < 2 or not _NAME_CHARACTERS.match(bare):
         return AnswerCheck(problem=N_("A name should only have letters."))
     return AnswerCheck(value=answer)
 
@@ -151,13 +184,14 @@ def _expand_year(two_digits: int, today: date, prefer_past: bool) -> int:
 
 
 def _parse_worded_date(answer: str, today: date, prefer_past: bool) -> date | None:
-    """Dates like "21 march 2019"; refused when the day, month or year is missing."""
+    """Dates like "21 march 2019", "1er mars 2019", "21 марта 2019 г."; refused when the
+    day, month or year is missing."""
     if not any(ch.isalpha() for ch in answer) or not any(ch.isdigit() for ch in answer):
         return None
     results: list[datetime] = []
     for default in (datetime(2001, 1, 1), datetime(2002, 2, 2)):
         try:
-            results.append(date_parser.parse(answer, dayfirst=True, default=default))
+            results.append(date_parser.parse(answer, _DATE_WORDS, default=default))
         except (ValueError, OverflowError):
             return None
     if results[0] != results[1]:

@@ -140,6 +140,12 @@ REFERENCE_PATTERN = re.compile(
 )
 
 
+# What prompts show as a reference: visibly a placeholder, and never a reference (no
+# reference has this body: find_reference refuses it, new_reference never draws it), so
+# a citizen who copies it is told it is only an example instead of "not found".
+EXAMPLE_REFERENCE = "BC-XXXXXX"
+_EXAMPLE_BODY = EXAMPLE_REFERENCE.split("-")[1]
+
 # Typed on a Cyrillic keyboard, "BC-7K3Q9P" may come as "ВС-7К3Q9Р": same-looking letters.
 _CYRILLIC_LOOKALIKES = str.maketrans("АВЕКМНОРСТХаеорсху", "ABEKMHOPCTXaeopcxy")
 
@@ -148,18 +154,31 @@ def find_reference(text: str) -> str | None:
     """The first reference in ``text``, normalised to ``XX-XXXXXX``.
 
     Tolerant of case and of a missing dash; without the dash the body must hold a digit,
-    so that ordinary words ("my street", "standard") are not taken for references.
+    so that ordinary words ("my street", "standard") are not taken for references. The
+    prompts' example (:data:`EXAMPLE_REFERENCE`, any prefix) is not one.
     """
     for match in REFERENCE_PATTERN.finditer(text.translate(_CYRILLIC_LOOKALIKES)):
         letters, separator, body = match.groups()
+        if body.upper() == _EXAMPLE_BODY:
+            continue
         if "-" in separator or any(ch.isdigit() for ch in body):
             return f"{letters.upper()}-{body.upper()}"
     return None
+
+
+def is_example_reference(text: str) -> bool:
+    """Whether ``text`` holds the prompts' example reference (copied from a prompt)."""
+    return any(
+        match.group(3).upper() == _EXAMPLE_BODY
+        for match in REFERENCE_PATTERN.finditer(text.translate(_CYRILLIC_LOOKALIKES))
+    )
 
 
 def new_reference(prefix: str) -> str:
     """A fresh random reference like ``BC-7K3Q9P`` (32⁶ ≈ 10⁹ per service prefix)."""
     import secrets
 
-    body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
-    return f"{prefix}-{body}"
+    while True:
+        body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
+        if body != _EXAMPLE_BODY:
+            return f"{prefix}-{body}"

@@ -8,10 +8,12 @@ asking (``action_ask_field_answer``) and the catalogue alone decides the questio
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import bindparam, select
 
 from bot.actions.context import ActionContext
-from bot.actions.menus import is_interruption, service_buttons
+from bot.actions.menus import intent_payload, interrupts, is_interruption, service_buttons
 from bot.actions.registry import action
 from bot.db.models import ApplicationDraft
 from bot.handoff import ASK_PERSON_HINT, PERSON_KEYWORD
@@ -23,6 +25,11 @@ from service_connectors.catalogue import FieldType, Service, ServiceField
 COMPLETE = "complete"
 PERSON_AFTER_FAILURES = 2  # refused answers to one question before a person is offered
 CHOOSING_FIELD = "*"  # draft.editing_field while the citizen picks a detail to change
+FREE_TEXT = frozenset({FieldType.NAME, FieldType.TEXT})  # answers the classifier misreads
+# The intents of the rules that run the form again (bot/data/rules.yml: help while
+# applying, a No to "Stop this application?"): only then are the tracker's events read
+# (tens of kB).
+RESUMING_INTENTS = frozenset({"deny", "help"})
 
 
 # Built once: most actions of the application form load the draft.
@@ -43,8 +50,6 @@ def current_field(service: Service, draft: ApplicationDraft) -> ServiceField | N
 
 def display_value(ctx: ActionContext, field: ServiceField, value: str) -> str:
     if field.type is FieldType.DATE:
-        from datetime import date
-
         return ctx.words.date(date.fromisoformat(value))
     if field.type is FieldType.CHOICE:
         label = next((c.label for c in field.choices if c.value == value), value)
@@ -54,9 +59,11 @@ def display_value(ctx: ActionContext, field: ServiceField, value: str) -> str:
 
 @action("validate_application_form")
 async def validate_application_form(ctx: ActionContext) -> None:
+    if _resuming(ctx):
+        return  # no answer to validate: Rasa asks the open question again
     requested = ctx.requested_slot
     draft = await load_draft(ctx)
-    if is_interruption(ctx) and not _is_structured_answer(ctx, draft, requested):
+    if _interrupted(ctx, draft, requested):
         return  # nothing validated: Rasa rejects the form and the rules take over
     if requested in (None, "service"):
         await _choose_service(ctx, draft, asked=requested == "service")
@@ -68,23 +75,51 @@ async def validate_application_form(ctx: ActionContext) -> None:
         _take_confirmation(ctx, draft)
 
 
-def _is_structured_answer(
-    ctx: ActionContext, draft: ApplicationDraft | None, requested: str | None
-) -> bool:
-    """A valid date, number or menu choice is an answer, whatever the classifier says."""
-    service = ctx.service(draft.service_code) if draft else None
-    if draft is None or service is None:
+def _resuming(ctx: ActionContext) -> bool:
+    """Whether Rasa runs the form again after a rule ("help while applying", a No to
+    "Stop this application?") rather than after an answer, so that the rule's message
+    (HELP, No) is never taken as the answer: since the citizen's message, another
+    action ran or Rasa marked the form as coming back from an unhappy path. (Rasa runs
+    the validation with a form action of its own appended, so the tracker's latest
+    action and loop state say nothing here.)"""
+    if ctx.intent not in RESUMING_INTENTS:
         return False
-    if requested == "field_answer":
-        field = current_field(service, draft)
-        return (
-            field is not None
-            and field.type in (FieldType.DATE, FieldType.NUMBER, FieldType.CHOICE)
-            and check_answer(field, ctx.text, ctx.today).ok
-        )
-    if requested == "confirmation":
-        return ctx.text.strip().isdigit()
+    for event in reversed(ctx.call.events):
+        if event.event == "user":
+            return False
+        if event.event == "loop_interrupted" and event.is_interrupted:
+            return True
+        if event.event == "action" and event.name not in ("application_form", "action_listen"):
+            return True
     return False
+
+
+def _interrupted(ctx: ActionContext, draft: ApplicationDraft | None, requested: str | None) -> bool:
+    """Whether the message asks to cancel, for help or for a person instead of answering."""
+    service = ctx.service(draft.service_code) if draft else None
+    field = current_field(service, draft) if service and draft else None
+    if requested == "field_answer" and field is not None:
+        return not takes_answer(field, ctx.text, ctx.intent, ctx.intent_confidence, ctx.today)
+    if requested == "confirmation" and ctx.text.strip().isdigit():
+        return False  # a choice of the menu, whatever the classifier says
+    return is_interruption(ctx)
+
+
+def takes_answer(
+    field: ServiceField, text: str, intent: str | None, confidence: float, today: date
+) -> bool:
+    """Whether ``text``, typed while ``field`` is asked, is taken as its answer.
+
+    A valid date, number or menu choice is an answer, whatever the classifier says. A
+    valid free-text answer (a name, a place, an address) is one unless the classifier
+    is far surer than usual that it asks to cancel, for help or for a person; a command
+    word (EXIT, HELP, PERSON: the gateway sends it as a payload) is never one. An invalid
+    answer is one unless it reads as such a request: validation then says what is wrong.
+    """
+    valid = not text.startswith("/") and check_answer(field, text, today).ok
+    if valid and field.type not in FREE_TEXT:
+        return True
+    return not interrupts(intent, confidence, text, free_text_answer=valid)
 
 
 async def _choose_service(ctx: ActionContext, draft: ApplicationDraft | None, asked: bool) -> None:
@@ -218,4 +253,19 @@ async def ask_confirmation(ctx: ActionContext) -> None:
     ctx.say(
         "\n".join(lines),
         [Button(ctx._(N_("Yes, send it")), "1"), Button(ctx._(N_("Change something")), "2")],
+    )
+
+
+@action("action_confirm_stop")
+async def confirm_stop(ctx: ActionContext) -> None:
+    """A request to cancel mid-application is confirmed first (bot/data/rules.yml): Yes
+    stops (``action_cancel``), No asks the open question again with the answers given so
+    far kept. The form stays rejected meanwhile, so Rasa's rules, not the form's
+    validation, read the answer to this question."""
+    ctx.say(
+        ctx._(N_("Stop this application?")),
+        [
+            Button(ctx._(N_("Yes")), intent_payload("affirm")),
+            Button(ctx._(N_("No")), intent_payload("deny")),
+        ],
     )

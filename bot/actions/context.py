@@ -3,17 +3,18 @@ language, and a place to put the events and replies it sends back to Rasa."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.protocol import ActionCall, slot_set
-from bot.db.models import Citizen, Conversation
+from bot.db.models import Citizen, Conversation, utcnow
 from bot.handoff import Handoffs
 from bot.i18n import Localizer
+from bot.metrics import DETACHED, GatewayMetrics
 from bot.settings import Settings
 from channels.base import Button
 from service_connectors.base import ServiceConnector
@@ -32,6 +33,8 @@ class ActionContext:
     settings: Settings
     today: date
     handoffs: Handoffs
+    metrics: GatewayMetrics = DETACHED
+    clock: Callable[[], datetime] = utcnow
     events: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
 

@@ -32,10 +32,13 @@ class ParseData(_Read):
 
 
 class Event(_Read):
-    """A tracker event, as far as the handlers look: its type and a message's intent."""
+    """A tracker event, as far as the handlers look: its type, a message's intent, an
+    action's name and whether a ``loop_interrupted`` event resumes a form after a rule."""
 
     event: str = ""
     parse_data: ParseData | None = None
+    name: str | None = None
+    is_interrupted: bool = False
 
     @property
     def intent(self) -> str | None:

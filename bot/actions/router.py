@@ -66,6 +66,8 @@ async def run_action(
             settings=runtime.settings,
             today=date.today(),
             handoffs=runtime.handoffs,
+            metrics=runtime.metrics,
+            clock=runtime.clock,
         )
         await handler(ctx)
         await _record_intent(session, ctx)

@@ -2,28 +2,56 @@
 
 The identity that applied sees the status at once. Anyone else must answer a second
 factor from the application's own data (the catalogue's ``verification_field``, e.g. the
-child's date of birth); wrong answers are limited per day and logged without the answer.
+child's date of birth); wrong answers are limited per day and logged without the answer:
+per identity (``MAX_VERIFICATION_ATTEMPTS``) and per application from every identity and
+channel together (``MAX_VERIFICATION_ATTEMPTS_PER_APPLICATION``, then only the applicant
+sees it), spaced out after each one (``VERIFICATION_DELAY_SECONDS``, doubled per failure),
+and staff are alerted at ``VERIFICATION_ALERT_FAILURES``. The count is read from the
+database under a lock on the application's row, so replicas cannot both let one through.
+What is not a guess (the reference typed again, an "ok", a date that is not a date) is
+asked again without counting.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
-from bot.actions.menus import is_interruption
+from bot.actions.menus import intent_payload, is_interruption
 from bot.actions.registry import action
 from bot.actions.submission import PENDING_SUBMISSION
-from bot.db.models import Application, VerificationAttempt, utcnow
-from bot.i18n import N_, Localizer
+from bot.conversation import LAST_MENU
+from bot.db.models import (
+    Application,
+    AuditEntry,
+    Message,
+    VerificationAttempt,
+    as_utc,
+    table_of,
+    utcnow,
+)
+from bot.i18n import N_, Localizer, localizer
 from bot.privacy import mask
+from channels.base import Button
+from channels.sms.keywords import status_reference
 from service_connectors.answers import check_answer
 from service_connectors.base import ConnectorError, ServiceConnector, Stage
-from service_connectors.catalogue import Catalogue, FieldType, find_reference
+from service_connectors.catalogue import (
+    EXAMPLE_REFERENCE,
+    Catalogue,
+    FieldType,
+    ServiceField,
+    find_reference,
+    is_example_reference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +60,17 @@ VERIFIED = "verified"
 LOCKED = "locked"
 VERIFICATION_VALID_FOR = timedelta(minutes=30)
 ATTEMPT_WINDOW = timedelta(days=1)
+VERIFICATION_DELAY_CAP = timedelta(hours=1)
+# Small talk is not a guess at a second factor ("ok" after a hand-back, "thanks").
+SMALL_TALK_INTENTS = frozenset({"greet", "goodbye", "affirm", "deny", "thank"})
+SMALL_TALK_CONFIDENCE = 0.6
+VERIFICATION_ALERT = "verification_alert"  # the audit log's action (staff_id None: the system)
+
+THE_REFERENCE_AGAIN = N_("That is the application's reference, not the answer: it was not counted.")
+TOO_SOON = N_(
+    "For your security, please wait {duration} before answering again. That answer was not checked."
+)
+WAIT_BEFORE_NEXT = N_("Please wait {duration} before answering again.")
 # Built once: STATUS runs it on the fast path, and building it cost more than running it.
 BY_REFERENCE = select(Application).where(
     or_(
@@ -80,8 +119,55 @@ async def application_by_reference(session: AsyncSession, reference: str) -> App
     return await session.scalar(BY_REFERENCE, {"reference": reference})
 
 
+_applications = table_of(Application)
+# Taken before an answer is counted or checked: a row lock on PostgreSQL, the write lock
+# on SQLite; two answers to one application (two replicas) are counted one after the other.
+LOCK_APPLICATION = (
+    update(_applications)
+    .where(_applications.c.id == bindparam("application_id"))
+    .values(updated_at=_applications.c.updated_at)
+)
+# Wrong answers to one application from every identity since a time, and the latest.
+FAILURES_SINCE = select(
+    func.count(VerificationAttempt.id), func.max(VerificationAttempt.created_at)
+).where(
+    VerificationAttempt.application_id == bindparam("application_id"),
+    VerificationAttempt.succeeded.is_(False),
+    VerificationAttempt.created_at >= bindparam("since"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """An application's wrong second-factor answers in the last day, all identities."""
+
+    count: int
+    last_at: datetime | None
+
+    def wait(self, base_seconds: float, now: datetime) -> timedelta:
+        """How long the next answer must wait: the base after the first wrong answer,
+        doubled per further one, an hour at most (nothing when there is none)."""
+        if self.last_at is None or self.count == 0 or base_seconds <= 0:
+            return timedelta(0)
+        delay = min(
+            timedelta(seconds=base_seconds * 2 ** min(self.count - 1, 20)),
+            VERIFICATION_DELAY_CAP,
+        )
+        return max(timedelta(0), self.last_at + delay - now)
+
+
+async def application_failures(
+    session: AsyncSession, application_id: str, now: datetime
+) -> Failures:
+    found = await session.execute(
+        FAILURES_SINCE, {"application_id": application_id, "since": now - ATTEMPT_WINDOW}
+    )
+    count, last_at = found.one()
+    return Failures(int(count or 0), as_utc(last_at) if last_at is not None else None)
+
+
 async def _failed_attempts(ctx: ActionContext, application: Application) -> int:
-    since = utcnow() - ATTEMPT_WINDOW
+    since = ctx.clock() - ATTEMPT_WINDOW
     count = await ctx.session.scalar(
         select(func.count(VerificationAttempt.id)).where(
             VerificationAttempt.application_id == application.id,
@@ -93,19 +179,43 @@ async def _failed_attempts(ctx: ActionContext, application: Application) -> int:
     return int(count or 0)
 
 
+async def verification_locked(ctx: ActionContext, application: Application) -> bool:
+    """Too many wrong answers today: from this identity, or from everyone together."""
+    if await _failed_attempts(ctx, application) >= ctx.settings.max_verification_attempts:
+        return True
+    failures = await application_failures(ctx.session, application.id, ctx.clock())
+    return failures.count >= ctx.settings.max_verification_attempts_per_application
+
+
 async def may_disclose(ctx: ActionContext, application: Application) -> bool:
     return await is_disclosable(
-        ctx.session, application, ctx.citizen.id, ctx.conversation.identity_id
+        ctx.session,
+        application,
+        ctx.citizen.id,
+        ctx.conversation.identity_id,
+        ctx.settings.max_verification_attempts_per_application,
+        ctx.clock(),
     )
 
 
 async def is_disclosable(
-    session: AsyncSession, application: Application, citizen_id: str, identity_id: str
+    session: AsyncSession,
+    application: Application,
+    citizen_id: str,
+    identity_id: str,
+    application_limit: int | None = None,
+    now: datetime | None = None,
 ) -> bool:
-    """The applicant's citizen, or an identity that answered the second factor recently."""
+    """The applicant's citizen, or an identity that answered the second factor recently
+    (unless ``application_limit`` wrong answers were given today: applicant only)."""
     if application.citizen_id == citizen_id:
         return True
-    since = utcnow() - VERIFICATION_VALID_FOR
+    now = now or utcnow()
+    if application_limit is not None:
+        failures = await application_failures(session, application.id, now)
+        if failures.count >= application_limit:
+            return False
+    since = now - VERIFICATION_VALID_FOR
     verified = await session.scalar(
         select(VerificationAttempt.id).where(
             VerificationAttempt.application_id == application.id,
@@ -125,17 +235,76 @@ async def validate_status_form(ctx: ActionContext) -> None:
     if requested in (None, "reference"):
         await _take_reference(ctx, asked=requested == "reference")
     elif requested == "verification_answer":
-        await _take_verification(ctx)
+        named = status_reference(ctx.text)
+        if named is not None and named != ctx.slot("reference"):
+            await _take_reference(ctx, asked=True)  # STATUS <another reference>: that one
+        else:
+            await _take_verification(ctx)
+
+
+# The reference question. Its example is visibly fake and never a reference
+# (EXAMPLE_REFERENCE); the applications this conversation filed are offered first.
+ASK_REFERENCE = N_(
+    "What is your application reference? It is two letters, a dash and six letters or"
+    " digits, like {example}."
+)
+NOT_A_REFERENCE = N_(
+    "That does not look like a reference. A reference is two letters, a dash and six"
+    " letters or digits, like {example}."
+)
+ONLY_AN_EXAMPLE = N_(
+    "{example} is only an example. Your reference is in the message we sent when you applied."
+)
+YOUR_APPLICATION = N_("{reference} (your application of {date})")
+OFFERED_APPLICATIONS = 3  # the latest ones: a menu, not a list of everything ever filed
+FILED_HERE = (
+    select(Application)
+    .where(Application.conversation_id == bindparam("conversation_id"))
+    .order_by(Application.created_at.desc(), Application.id.desc())
+    .limit(OFFERED_APPLICATIONS)
+)
+
+
+# The bot's last message, as the conversation reads its menu: here its text.
+LAST_SAID = LAST_MENU.with_only_columns(Message.text)
+
+
+async def reference_asked(
+    session: AsyncSession, conversation_id: str, languages: tuple[str, ...]
+) -> bool:
+    """Whether the dialogue's open question is the reference (the bot's last words):
+    then ``STATUS <reference>`` is its answer, for the dialogue to take (a fast path that
+    answered instead would leave the question open, and the next message taken for a
+    reference)."""
+    said = await session.scalar(LAST_SAID, {"conversation_id": conversation_id})
+    return said is not None and said in _reference_questions(languages)
+
+
+@lru_cache(maxsize=8)
+def _reference_questions(languages: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(
+        localizer(code).gettext(ASK_REFERENCE).format(example=EXAMPLE_REFERENCE)
+        for code in languages
+    )
+
+
+def named_reference(ctx: ActionContext) -> str | None:
+    """The reference the message names: ``STATUS <reference>`` in any supported
+    language, a pressed option's entity, or one typed alone or in a sentence."""
+    candidates = [*ctx.entities("reference"), ctx.text]
+    return status_reference(ctx.text) or next(
+        (r for r in map(find_reference, candidates) if r), None
+    )
 
 
 async def _take_reference(ctx: ActionContext, asked: bool) -> None:
-    candidates = [*ctx.entities("reference"), ctx.text]
-    reference = next((r for r in map(find_reference, candidates) if r), None)
+    reference = named_reference(ctx)
     if reference is None:
-        if asked:
-            ctx.say(
-                ctx._(N_("That does not look like a reference. A reference looks like BC-7K3Q9P."))
-            )
+        if is_example_reference(ctx.text):  # copied from a prompt
+            ctx.say(ctx._(ONLY_AN_EXAMPLE, example=EXAMPLE_REFERENCE))
+            ctx.set_slot("reference", None)
+        elif asked:
+            ctx.say(ctx._(NOT_A_REFERENCE, example=EXAMPLE_REFERENCE))
             ctx.set_slot("reference", None)
         return
     application = await find_application(ctx, reference)
@@ -154,7 +323,7 @@ async def _take_reference(ctx: ActionContext, asked: bool) -> None:
     ctx.set_slot("reference", reference)
     if await may_disclose(ctx, application):
         ctx.set_slot("verification_answer", APPLICANT)
-    elif await _failed_attempts(ctx, application) >= ctx.settings.max_verification_attempts:
+    elif await verification_locked(ctx, application):
         ctx.set_slot("verification_answer", LOCKED)
     else:
         ctx.set_slot("verification_answer", None)
@@ -173,44 +342,137 @@ async def _take_verification(ctx: ActionContext) -> None:
         ctx.set_slot("reference", None)
         return
     field = service.field(service.verification_field)
+    if find_reference(ctx.text) in (application.reference, application.provisional_reference):
+        ctx.say(ctx._(THE_REFERENCE_AGAIN))  # asked again, not counted
+        ctx.set_slot("verification_answer", None)
+        return
     check = check_answer(field, ctx.text, ctx.today)
+    if check.value is None or _small_talk(ctx):
+        # Not a guess: no value of this field reads like that ("ok" after a hand-back,
+        # a date that is not a date). Asked again, neither checked nor counted.
+        if check.problem and check.value is None:
+            ctx.say(f"{ctx._(check.problem)} {ctx._(field.hint)}")
+        ctx.set_slot("verification_answer", None)
+        return
+    await _check_answer(ctx, application, field, check.value)
+
+
+def _small_talk(ctx: ActionContext) -> bool:
+    """A word or two of conversation ("ok", "thanks"), confidently understood so."""
+    words = ctx.text.split()
+    return (
+        ctx.intent in SMALL_TALK_INTENTS
+        and ctx.intent_confidence >= SMALL_TALK_CONFIDENCE
+        and 0 < len(words) <= 2
+        and not any(ch.isdigit() for ch in ctx.text)
+    )
+
+
+async def _check_answer(
+    ctx: ActionContext, application: Application, field: ServiceField, given: str
+) -> None:
+    """Count and check one answer, in one short transaction holding the application's
+    row: the day's failures from every identity decide whether it may be checked."""
+    settings, now = ctx.settings, ctx.clock()
+    await ctx.session.execute(LOCK_APPLICATION, {"application_id": application.id})
+    failures = await application_failures(ctx.session, application.id, now)
+    if failures.count >= settings.max_verification_attempts_per_application:
+        await ctx.session.commit()
+        logger.warning(
+            "status verification for application %s refused unchecked from %s: locked today",
+            application.id,
+            mask(ctx.conversation.identity_id),
+        )
+        ctx.set_slot("verification_answer", LOCKED)
+        return
+    wait = failures.wait(settings.verification_delay_seconds, now)
+    if wait > timedelta(0):
+        await ctx.session.commit()
+        logger.info(
+            "status verification for application %s from %s too soon: not checked",
+            application.id,
+            mask(ctx.conversation.identity_id),
+        )
+        ctx.say(ctx._(TOO_SOON, duration=ctx.words.duration(wait)))
+        ctx.set_slot("verification_answer", None)
+        return
     stored = str(application.answers.get(field.name, ""))
-    succeeded = check.value is not None and _same_answer(field.type, check.value, stored)
+    succeeded = _same_answer(field.type, given, stored)
     ctx.session.add(
         VerificationAttempt(
             application_id=application.id,
             identity_id=ctx.conversation.identity_id,
             succeeded=succeeded,
+            created_at=now,
         )
     )
-    await ctx.session.flush()
+    failed = failures.count + (0 if succeeded else 1)
+    alert = not succeeded and failed == settings.verification_alert_failures
+    if alert:
+        ctx.session.add(
+            AuditEntry(
+                staff_id=None,
+                action=VERIFICATION_ALERT,
+                conversation_id=application.conversation_id,
+                detail={
+                    "application_id": application.id,
+                    "failures": failed,
+                    "identity_id": ctx.conversation.identity_id,
+                },
+                created_at=now,
+            )
+        )
+    await ctx.session.commit()  # the lock is held no longer than this
     if succeeded:
         ctx.set_slot("verification_answer", VERIFIED)
         return
-    failures = await _failed_attempts(ctx, application)
+    ctx.metrics.verification_failures.inc()
+    if alert:
+        ctx.metrics.verification_alerts.inc()
+        logger.warning(
+            "status verification alert: application %s had %d wrong answers today",
+            application.id,
+            failed,
+        )
+    mine = await _failed_attempts(ctx, application)
     logger.warning(
-        "wrong status verification for application %s from %s (%d today)",
+        "wrong status verification for application %s from %s (%d today, %d from it)",
         application.id,
         mask(ctx.conversation.identity_id),
-        failures,
+        failed,
+        mine,
     )
-    remaining = ctx.settings.max_verification_attempts - failures
+    remaining = min(
+        settings.max_verification_attempts - mine,
+        settings.max_verification_attempts_per_application - failed,
+    )
     if remaining <= 0:
         ctx.set_slot("verification_answer", LOCKED)
         return
-    ctx.say(
-        ctx.words.ngettext(
-            "That does not match. You can try {count} more time.",
-            "That does not match. You can try {count} more times.",
-            remaining,
-        ).format(count=remaining)
-    )
+    reply = ctx.words.ngettext(
+        "That does not match. You can try {count} more time.",
+        "That does not match. You can try {count} more times.",
+        remaining,
+    ).format(count=remaining)
+    wait = Failures(failed, now).wait(settings.verification_delay_seconds, now)
+    if wait > timedelta(0):
+        reply += " " + ctx._(WAIT_BEFORE_NEXT, duration=ctx.words.duration(wait))
+    ctx.say(reply)
     ctx.set_slot("verification_answer", None)
 
 
 @action("action_ask_reference")
 async def ask_reference(ctx: ActionContext) -> None:
-    ctx.say(ctx._(N_("What is your application reference? It looks like BC-7K3Q9P.")))
+    """The question, with this conversation's own applications as options, latest first."""
+    filed = await ctx.session.scalars(FILED_HERE, {"conversation_id": ctx.conversation.id})
+    zone = ZoneInfo(ctx.settings.timezone)
+    buttons = []
+    for application in filed:
+        reference = application.reference or application.provisional_reference
+        filed_on = as_utc(application.created_at).astimezone(zone).date()
+        title = ctx._(YOUR_APPLICATION, reference=reference, date=ctx.words.date(filed_on))
+        buttons.append(Button(title, intent_payload("check_status", reference=reference)))
+    ctx.say(ctx._(ASK_REFERENCE, example=EXAMPLE_REFERENCE), buttons)
 
 
 @action("action_ask_verification_answer")

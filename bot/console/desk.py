@@ -40,7 +40,6 @@ from service_connectors.catalogue import Catalogue, new_reference
 
 logger = logging.getLogger(__name__)
 
-HANDED_BACK = N_("You are back with our automated assistant.")
 CLOSED_BY_TEAM = N_("Our team has closed this conversation. Thank you for contacting us.")
 FILED_FOR_YOU = N_(
     "Our team has sent your application for: {service}. Your reference is {reference}."
@@ -173,12 +172,25 @@ class Desk:
         else:
             raise DeskError(N_("Choose a colleague or a team."))
 
-    async def hand_back(self, session: AsyncSession, handoff: Handoff, staff: StaffMember) -> None:
-        """The bot answers again; the citizen is asked one feedback question, and after
-        it the bot's open question (an application in progress) is asked again."""
+    async def hand_back(
+        self,
+        session: AsyncSession,
+        handoff: Handoff,
+        staff: StaffMember,
+        form_open: bool | None = None,
+    ) -> bool:
+        """The bot answers again. The citizen is told so once, with the bot's open
+        question asked again (a form Rasa still has open: ``form_open``, None when
+        unknown), else with the one feedback question. True when a question was
+        asked again (the form is to take the next message as its answer)."""
         self._require_owner(handoff, staff)
-        await self._end(session, handoff, "handed_back", HANDED_BACK)
+        target = await self._target(session, handoff)
+        told = await self.handoffs.handed_back(session, handoff, target.words, form_open)
+        handoff.status, handoff.outcome = HandoffStatus.CLOSED, "handed_back"
+        handoff.closed_at = utcnow()
+        await self.handoffs.tell(session, target, told.text, told.buttons)
         audit(session, staff, "hand_back", handoff)
+        return handoff.resume_message_id is not None  # (cleared when nothing is pending)
 
     async def close(
         self, session: AsyncSession, handoff: Handoff, staff: StaffMember, outcome: str
@@ -264,6 +276,7 @@ class Desk:
             application.next_attempt_at = None
             text = words.gettext(FILED_FOR_YOU)
         await session.delete(draft)
+        handoff.resume_message_id = None  # filed: the form's question is no longer open
         reference = application.reference or application.provisional_reference
         text = text.format(service=words.gettext(service.name), reference=reference)
         await self.handoffs.tell(session, target, text, staff_id=staff.id)

@@ -181,7 +181,22 @@ def router() -> APIRouter:
 
     @routes.post("/handoffs/{handoff_id}/hand-back")
     async def hand_back(scope: ActionScope) -> Response:
-        return await scope.run(lambda s, h: scope.desk.hand_back(s, h, scope.member))
+        runtime = scope.runtime
+        async with runtime.sessions() as session:
+            handoff = await visible_handoff(session, scope.handoff_id, scope.staff)
+            conversation = await session.get(Conversation, handoff.conversation_id)
+            dialogue = conversation.rasa_sender if conversation else None
+        # Before the citizen is told (they may answer at once), outside any transaction.
+        form_open = await reopen_form(runtime, dialogue) if dialogue else None
+        resumed: list[bool] = []
+
+        async def run(session: AsyncSession, handoff: Handoff) -> None:
+            resumed.append(await scope.desk.hand_back(session, handoff, scope.member, form_open))
+
+        response = await scope.run(run)
+        if dialogue and form_open and resumed == [False]:  # nothing to come back to
+            await end_form(runtime, dialogue)
+        return response
 
     @routes.post("/handoffs/{handoff_id}/close")
     async def close(scope: ActionScope, outcome: Annotated[str, Form(max_length=32)]) -> Response:
@@ -276,6 +291,19 @@ async def end_form(runtime: Runtime, dialogue: str) -> None:
         await runtime.rasa.append_events(dialogue, events)
     except RasaUnavailable as exc:
         logger.warning("could not close the form of dialogue %s: %s", dialogue, exc)
+
+
+async def reopen_form(runtime: Runtime, dialogue: str) -> bool | None:
+    """Whether Rasa has a form open for ``dialogue`` (None: it cannot say). An open one
+    is set active again, so that it takes the citizen's next message as the answer to
+    its question: the request for a person interrupted it, and an interrupted form
+    would only ask its question again."""
+    try:
+        form = await runtime.rasa.resume_loop(dialogue)
+    except RasaUnavailable as exc:
+        logger.warning("could not resume the form of dialogue %s: %s", dialogue, exc)
+        return None
+    return form is not None
 
 
 def _back(handoff_id: str, **message: str | None) -> Response:

@@ -66,14 +66,16 @@ def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+E164 = {"pattern": r"^\+[1-9][0-9]{6,14}$", "description": "E.164"}
 INBOUND_OPENAPI = _form(
-    {"MessageSid": {"maxLength": MAX_SID_CHARS}, "AccountSid": {}, "From": {}, "To": {},
-     "Body": {}, "NumMedia": {"description": "0 to 10"}, "MediaUrl0": {}},
+    {"MessageSid": {"maxLength": MAX_SID_CHARS}, "AccountSid": {}, "From": E164, "To": E164,
+     "Body": {}, "NumMedia": {"pattern": "^(10|[0-9])$", "description": "0 to 10"},
+     "MediaUrl0": {}},
     ["MessageSid", "From", "To", "Body"],
 )  # fmt: skip
 STATUS_OPENAPI = _form(
     {"MessageSid": {}, "MessageStatus": {"enum": list(DELIVERY_STATUSES)}, "ErrorCode": {},
-     "To": {}},
+     "To": E164},
     ["MessageSid", "MessageStatus"],
 )  # fmt: skip
 

@@ -21,6 +21,8 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  /* Answered options are greyed out and can no longer be pressed: once the citizen has
+     sent anything (a press or typed text), every option shown before it is past. */
   function disableAll(box) {
     var buttons = box.getElementsByTagName("button");
     for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = true; }
@@ -36,7 +38,10 @@
         var element = document.createElement("button");
         element.type = "button";
         element.textContent = button.title;
-        element.onclick = function () { disableAll(box); send(button.payload, button.title); };
+        element.onclick = function () {
+          if (element.disabled) { return; }
+          send(button.payload, button.title);
+        };
         box.appendChild(element);
       })(reply.buttons[i]);
     }
@@ -88,6 +93,7 @@
   }
 
   function send(payload, shown) {
+    disableAll(log);
     add("user", shown);
     statusLine.textContent = "";
     if (!window.WebSocket) { postMessage(payload); return; }

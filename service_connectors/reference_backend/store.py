@@ -38,7 +38,8 @@ def new_reference(prefix: str) -> str:
     """``XX-XXXXXX`` from ``secrets``; the body always holds a digit.
 
     ``find_reference`` accepts a reference typed without its dash only if the body has a
-    digit, so a digit-free body (about one in six) could not be typed that way.
+    digit, so a digit-free body (about one in six) could not be typed that way (nor is
+    the prompts' example ``BC-XXXXXX`` ever drawn).
     """
     while True:
         body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_BODY_LENGTH))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,9 +32,11 @@ from bot.db.models import (
     ChannelIdentity,
     Citizen,
     Conversation,
+    Direction,
     Handoff,
     HandoffKind,
     HandoffStatus,
+    Message,
     StaffMember,
     StaffRole,
     as_utc,
@@ -53,10 +56,10 @@ from bot.i18n import localizer
 from bot.office_hours import OfficeHours
 from bot.settings import Settings
 from channels.base import OutgoingMessage
-from support.db import as_json, database_url, query
+from support.db import as_json, query
 from support.driver import ActionDriver
-from support.servers import ThreadedServer
-from support.stack import gateway, gateway_settings, migrate
+from support.servers import ThreadedServer, serve
+from support.stack import gateway, gateway_settings
 
 T = TypeVar("T")
 
@@ -224,6 +227,14 @@ def handoff_row(tmp_path: Path, handoff_id: str) -> dict[str, Any]:
     sql = f"SELECT {', '.join(columns)} FROM handoffs WHERE id = :id"
     (row,) = query(tmp_path, sql, id=handoff_id)
     return dict(zip(columns, row, strict=True))
+
+
+def last_outbound_text(tmp_path: Path) -> str:
+    """The text of the latest message to the citizen (the bot's or an agent's)."""
+    ((text,),) = query(
+        tmp_path, "SELECT text FROM messages WHERE direction = 'OUTBOUND' ORDER BY id DESC LIMIT 1"
+    )
+    return str(text)
 
 
 def protected_requests(handoff_id: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -571,10 +582,7 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     assert ana.act(f"{page}/hand-back").status_code == 200
     row = handoff_row(tmp_path, handoff_id)
     assert (row["status"], row["outcome"]) == ("closed", "handed_back")
-    (last_out,) = query(
-        tmp_path, "SELECT text FROM messages WHERE direction = 'OUTBOUND' ORDER BY id DESC LIMIT 1"
-    )
-    assert "How did our team do?" in last_out[0]
+    assert "How did our team do?" in last_outbound_text(tmp_path)
 
     assert [r["text"] for r in say(server, CITIZEN, "4")] == ["Thank you for your feedback."]
     assert handoff_row(tmp_path, handoff_id)["feedback_score"] == 4
@@ -588,6 +596,202 @@ def test_a_citizen_is_queued_claimed_answered_and_handed_back(
     }
     assert {"open", "claim", "reply", "note", "hand_back"} <= by_ana
     assert ("claim", ben_id, handoff_id) not in audit_rows(tmp_path)  # the refused claim
+
+
+QUESTION = "Is everything correct?"  # the form's open question, with its two options
+QUESTION_OPTIONS = [
+    {"title": "Yes, send it", "payload": "1"},
+    {"title": "Change something", "payload": "2"},
+]
+
+
+def bot_said(settings: Settings, conversation_id: str, text: str, buttons: Any = None) -> None:
+    """A bot message in the transcript (what Rasa's replies become on the REST channel)."""
+
+    async def work(session: AsyncSession) -> None:
+        session.add(
+            Message(
+                conversation_id=conversation_id,
+                direction=Direction.OUTBOUND,
+                channel="rest",
+                text=text,
+                buttons=buttons,
+            )
+        )
+
+    in_db(settings, work)
+
+
+def asked_mid_form(server: ThreadedServer, settings: Settings, tmp_path: Path) -> ActionDriver:
+    """The citizen is at the form's confirmation and asks for a person."""
+    driver = ActionDriver(server.url, tmp_path, CITIZEN)
+    bot_said(settings, driver.conversation_id, QUESTION, QUESTION_OPTIONS)
+    driver.active_loop = "application_form"
+    driver.user("PERSON", "talk_to_human")
+    return driver
+
+
+def claimed_mid_form(
+    ana: Console, server: ThreadedServer, settings: Settings, tmp_path: Path
+) -> tuple[ActionDriver, str]:
+    """Asked mid-form, the citizen is queued (``ana`` is online) and ``ana`` claims it:
+    the citizen's driver and the handoff's id."""
+    driver = asked_mid_form(server, settings, tmp_path)
+    assert "number 1 in the queue" in driver.texts("action_talk_to_human")
+    (handoff_id,) = [row["id"] for row in ana.queue()]
+    assert ana.act(f"/console/handoffs/{handoff_id}/claim").status_code == 200
+    return driver, handoff_id
+
+
+def test_a_hand_back_mid_form_asks_the_open_question_again_and_not_the_rating(
+    server: ThreadedServer,
+    settings: Settings,
+    tmp_path: Path,
+    consoles: Callable[[], Console],
+) -> None:
+    add_staff(settings, "ana")
+    ana = consoles().sign_in("ana")
+    _, handoff_id = claimed_mid_form(ana, server, settings, tmp_path)
+    page = f"/console/handoffs/{handoff_id}"
+    assert ana.act(f"{page}/reply", text="What is the correct name?").status_code == 200
+    assert say(server, CITIZEN, "Anna Smith") == []  # to the agent
+
+    assert ana.act(f"{page}/hand-back").json() == {"ok": True, "notice": None}
+    # Told once: the assistant is back, and its question again with its options.
+    sql = (
+        "SELECT text, buttons FROM messages WHERE direction = 'OUTBOUND' AND staff_id IS NULL"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    ((text, buttons),) = query(tmp_path, sql)
+    assert text == (
+        "You are back with our automated assistant. Let us continue where we stopped:\n" + QUESTION
+    )
+    assert as_json(buttons) == QUESTION_OPTIONS
+    (asked,) = query(
+        tmp_path, "SELECT feedback_asked_at FROM handoffs WHERE id = :id", id=handoff_id
+    )
+    assert asked == (None,)  # no rating asked in the same breath
+
+    # The next answer goes to the bot (here: the engine-down apology), not to a rating.
+    assert [r["text"] for r in say(server, CITIZEN, "1")] == [APOLOGY]
+    assert handoff_row(tmp_path, handoff_id)["feedback_score"] is None
+
+
+class RasaDouble:
+    """Rasa's HTTP API as the gateway uses it here: the tracker's open form, appended
+    events (recorded), and the REST channel (it echoes what reached the engine)."""
+
+    def __init__(self, form: str | None) -> None:
+        self.form = form
+        self.appended: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/conversations/{sender}/tracker")
+        async def tracker(sender: str) -> dict[str, Any]:
+            return {"sender_id": sender, "active_loop": {"name": self.form} if self.form else {}}
+
+        @app.post("/conversations/{sender}/tracker/events")
+        async def events(sender: str, request: Request) -> dict[str, Any]:
+            self.appended.append((sender, await request.json()))
+            return {"sender_id": sender}
+
+        @app.post("/webhooks/rest/webhook")
+        async def webhook(request: Request) -> list[dict[str, str]]:
+            body = await request.json()
+            return [{"recipient_id": body["sender"], "text": f"engine: {body['message']}"}]
+
+        return app
+
+
+@pytest.fixture
+def rasa() -> Iterator[tuple[RasaDouble, ThreadedServer]]:
+    double = RasaDouble("application_form")
+    with serve(double.app()) as running:
+        yield double, running
+
+
+@pytest.fixture
+def with_rasa(
+    tmp_path: Path, backend: ThreadedServer, rasa: tuple[RasaDouble, ThreadedServer]
+) -> Iterator[tuple[ThreadedServer, Settings]]:
+    settings = gateway_settings(
+        tmp_path, backend.url, office_hours=ALWAYS_OPEN, rasa_url=rasa[1].url
+    )
+    with gateway(settings) as running:
+        yield running, settings
+
+
+@pytest.fixture
+def agent_with_rasa(with_rasa: tuple[ThreadedServer, Settings]) -> Iterator[Console]:
+    """Ana, signed in (so online) on the gateway that talks to the Rasa double."""
+    server, settings = with_rasa
+    add_staff(settings, "ana")
+    ana = Console(server.url).sign_in("ana")
+    try:
+        yield ana
+    finally:
+        ana.close()
+
+
+def test_a_hand_back_sets_rasa_s_interrupted_form_going_so_it_takes_the_next_answer(
+    with_rasa: tuple[ThreadedServer, Settings],
+    rasa: tuple[RasaDouble, ThreadedServer],
+    agent_with_rasa: Console,
+    tmp_path: Path,
+) -> None:
+    server, settings = with_rasa
+    ana = agent_with_rasa
+    driver, handoff_id = claimed_mid_form(ana, server, settings, tmp_path)
+    assert ana.act(f"/console/handoffs/{handoff_id}/hand-back").status_code == 200
+    # Rasa's form (interrupted by the request for a person) is set going again.
+    assert rasa[0].appended == [
+        (driver.conversation_id, [{"event": "active_loop", "name": "application_form"}])
+    ]
+    assert last_outbound_text(tmp_path).endswith("Let us continue where we stopped:\n" + QUESTION)
+    # A digit answers the question asked again: its option's payload goes to the engine.
+    assert [r["text"] for r in say(server, CITIZEN, "2")] == ["engine: 2"]
+
+
+def test_a_hand_back_after_rasa_closed_the_form_asks_only_the_rating(
+    with_rasa: tuple[ThreadedServer, Settings],
+    rasa: tuple[RasaDouble, ThreadedServer],
+    agent_with_rasa: Console,
+    tmp_path: Path,
+) -> None:
+    server, settings = with_rasa
+    ana = agent_with_rasa
+    _, handoff_id = claimed_mid_form(ana, server, settings, tmp_path)
+    rasa[0].form = None  # e.g. the form ended meanwhile: no question to come back to
+    assert ana.act(f"/console/handoffs/{handoff_id}/hand-back").status_code == 200
+    assert rasa[0].appended == []
+    assert last_outbound_text(tmp_path) == (
+        "You are back with our automated assistant."
+        " How did our team do? Reply a number from 1 (poor) to 5 (very good)."
+    )
+    assert [r["text"] for r in say(server, CITIZEN, "5")] == ["Thank you for your feedback."]
+
+
+def test_continue_with_the_assistant_mid_form_asks_the_question_and_takes_the_answer(
+    with_rasa: tuple[ThreadedServer, Settings],
+    rasa: tuple[RasaDouble, ThreadedServer],
+    tmp_path: Path,
+) -> None:
+    server, settings = with_rasa  # nobody online: a message or a call back is offered
+    driver = asked_mid_form(server, settings, tmp_path)
+    (offer,) = driver.run("action_talk_to_human")
+    assert [b["title"] for b in offer["buttons"]] == OFFER
+    bot_said(settings, driver.conversation_id, offer["text"], offer["buttons"])
+    replies = say(server, CITIZEN, "3")
+    assert [(r["text"], r.get("buttons")) for r in replies] == [
+        ("OK, let us continue.", None),
+        (QUESTION, QUESTION_OPTIONS),
+    ]
+    assert rasa[0].appended == [
+        (driver.conversation_id, [{"event": "active_loop", "name": "application_form"}])
+    ]
+    assert [r["text"] for r in say(server, CITIZEN, "1")] == ["engine: 1"]
 
 
 # --- 5. the pause survives a restart --------------------------------------------------
@@ -636,21 +840,6 @@ def toronto(year: int, month: int, day: int, hour: int, minute: int = 0) -> date
 MONDAY_10 = toronto(2026, 1, 12, 10, 0)
 SATURDAY_NOON = toronto(2026, 1, 17, 12, 0)
 SMS_NUMBER = "+15145550123"
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Path:
-    migrate(database_url(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-async def sessions(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database_url(database))
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 def office(directory: Path, hours: str = WEEKDAYS, holidays: tuple[date, ...] = ()) -> Settings:
@@ -752,7 +941,7 @@ OFFER = [LEAVE_MESSAGE, CALL_ME_BACK, BACK_TO_BOT]
             SATURDAY_NOON,
             True,
             "choosing",
-            ["Our team is not available right now. They are back", "Mon", "Jan 19", "8:00"],
+            ["Our team is not available right now. They are back Mon, Jan 19 8:00 AM."],
             id="saturday-closed",
         ),
         pytest.param(
@@ -760,7 +949,7 @@ OFFER = [LEAVE_MESSAGE, CALL_ME_BACK, BACK_TO_BOT]
             MONDAY_10,
             True,
             "choosing",
-            ["Our team is not available right now. They are back", "Tue", "Jan 13", "8:00"],
+            ["Our team is not available right now. They are back tomorrow at 8:00 AM."],
             id="holiday-closed",
         ),
     ],
@@ -819,7 +1008,7 @@ async def test_call_back_at_a_chosen_slot_on_the_sms_number(
 ) -> None:
     citizen, hours = await choosing(database, sessions)
     (slots,) = await citizen.say("2") or []
-    assert slots.text == "When should we call you? Choose a time:"
+    assert slots.text == "When should we call you on the number ending in 0123? Choose a time:"
     expected = hours.callback_slots(MONDAY_10, count=4)
     assert len(slots.buttons) == len(expected) + 1  # and "Continue with the assistant"
     assert slots.buttons[-1].payload == CHOICE_BOT
@@ -828,8 +1017,9 @@ async def test_call_back_at_a_chosen_slot_on_the_sms_number(
     assert (handoff.status, handoff.kind) == ("choosing", "callback")
 
     (taken,) = await citizen.say("1") or []
-    assert taken.text.startswith("Thank you. We will call you")
-    assert "11:00" in taken.text
+    assert (
+        taken.text == "Thank you. We will call you on the number ending in 0123 today at 11:00 AM."
+    )
     handoff = await the_handoff(sessions)
     assert (handoff.status, handoff.kind) == ("queued", "callback")
     assert handoff.callback_number == SMS_NUMBER  # known: the citizen writes from it
@@ -886,7 +1076,7 @@ async def test_a_typed_slot_that_was_not_offered_is_not_taken(
     await citizen.say("2")
     replies = await citizen.say(typed)
     assert replies is not None
-    assert replies[0].text == "When should we call you? Choose a time:"
+    assert replies[0].text == "When should we call you on the number ending in 0123? Choose a time:"
     handoff = await the_handoff(sessions)
     assert (handoff.status, handoff.callback_at) == ("choosing", None)
 

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from bot.conversation import FORM_WAITS
+from bot.devstack import PROJECT_ROOT
 from bot.languages import detect, language_keyword
 from support.db import query
+from support.driver import ActionDriver
 from support.servers import ThreadedServer
 from support.stack import gateway, gateway_settings
 
@@ -107,3 +112,27 @@ def test_the_web_chat_follows_the_browser_until_the_citizen_chooses(
         assert list(languages(tmp_path).values()) == ["ru"]
         web.post("/channels/webchat/messages", json={"message": "EN"}).raise_for_status()
         assert list(languages(tmp_path).values()) == ["en"]
+
+
+def test_answers_and_choices_never_set_the_language(server: ThreadedServer, tmp_path: Path) -> None:
+    """Detection reads what a citizen says, not an answer (issue 18): not a reference, a
+    date, a payload or a command word, and nothing while an application is being filled
+    in ("Maria Fournier" is no French), known from the gateway's own draft: the engine is
+    down here, and is never asked."""
+    for text in ("BC-7K3Q9P", "21 mars 2019", "21 марта 2019 г.", "/apply_service", "AIDE"):
+        say(server, "d", text)
+    assert languages(tmp_path)["d"] is None
+    driver = ActionDriver(server.url, tmp_path, "e")  # plays Rasa: the form starts
+    driver.user("apply", "apply_service", service="birth_certificate")
+    driver.run("validate_application_form")
+    for text in ("Maria Fournier", "Анна Иванова", "Nathalie Arrêt", "Saint-Jean-sur-Richelieu"):
+        say(server, "e", text)
+    assert languages(tmp_path)["e"] is None
+    say(server, "f", "где моя заявка BC-7K3Q9P")  # the words around a reference still count
+    assert languages(tmp_path)["f"] == "ru"
+
+
+def test_a_draft_waits_as_long_as_rasa_s_session() -> None:
+    domain = yaml.safe_load((PROJECT_ROOT / "bot" / "domain.yml").read_text())
+    minutes = domain["session_config"]["session_expiration_time"]
+    assert timedelta(minutes=minutes) == FORM_WAITS

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
 from bot.conversation import EMPTY_MESSAGE, ENGINE_DOWN_MESSAGE, NO_WORDS_MESSAGE, TOO_LONG_MESSAGE
@@ -29,15 +30,15 @@ from bot.i18n import localizer
 from bot.sms import MEDIA_ONLY
 from channels.limits import MAX_BODY_BYTES
 from support.db import query
-from support.servers import ThreadedServer, serve
-from support.stack import gateway, gateway_settings
-from support.telegram_double import SECRET_HEADER, WEBHOOK_PATH, TelegramDouble, TelegramUser
-from support.twilio_double import SmsPhone, TwilioDouble, sign, twilio_settings
+from support.stack import SMS_PUBLIC_URL as PUBLIC
+from support.stack import TELEGRAM_SECRET as SECRET
+from support.stack import ChannelStack as Stack
+from support.stack import channel_stack
+from support.telegram_double import SECRET_HEADER, WEBHOOK_PATH, TelegramUser
+from support.twilio_double import SmsPhone, sign
 
-PUBLIC = "https://sms.example.org"
 NUMBER = "+15145550100"
 CHAT_ID = 777_000_222
-SECRET = "test-telegram-secret_1"
 HUGE = 300_000
 LIMIT = 1000  # Settings.max_message_chars, named in the "too long" answer
 SLOWEST_HEALTHZ = 0.100  # seconds: the slowest /healthz allowed while a huge message runs
@@ -50,39 +51,10 @@ APOLOGY = WORDS.gettext(ENGINE_DOWN_MESSAGE)  # the engine was asked: the messag
 PICTURES = WORDS.gettext(MEDIA_ONLY)
 
 
-@dataclass
-class Stack:
-    server: ThreadedServer
-    twilio: TwilioDouble
-    telegram: TelegramDouble
-    directory: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def inbound(self) -> list[str]:
-        rows = query(
-            self.directory, "SELECT text FROM messages WHERE direction='INBOUND' ORDER BY id"
-        )
-        return [row[0] for row in rows]
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    twilio, telegram = TwilioDouble(), TelegramDouble()
-    with serve(twilio.app()) as twilio_server, serve(telegram.app()) as telegram_server:
-        settings = gateway_settings(
-            tmp_path,
-            "http://127.0.0.1:9",
-            **twilio_settings(twilio_server.url, PUBLIC),
-            telegram_bot_token="123456:TEST-telegram-token",
-            telegram_webhook_secret=SECRET,
-            telegram_api_base_url=telegram_server.url,
-            delivery_retry_base_seconds=0.1,
-        )
-        with gateway(settings) as server:
-            yield Stack(server, twilio, telegram, tmp_path)
+    with channel_stack(tmp_path, "http://127.0.0.1:9", delivery_retry_base_seconds=0.1) as running:
+        yield running
 
 
 # -- the channels, each driven as its provider or browser drives it -------------------------
@@ -347,6 +319,21 @@ def test_a_300k_message_is_answered_and_healthz_keeps_answering(
         f"/healthz took up to {slowest * 1000:.0f} ms (median "
         f"{statistics.median(latencies) * 1000:.1f} ms, {len(latencies)} probes)"
     )
+
+
+def test_a_websocket_frame_past_the_body_limit_closes_the_socket(stack: Stack) -> None:
+    """uvicorn's ``ws_max_size`` is the body limit (its 16 MiB default would be read
+    whole first): a bigger frame closes the socket with 1009, unread by the gateway."""
+    with open_socket(stack.url) as socket:
+        started = time.perf_counter()
+        with pytest.raises(ConnectionClosedError) as closed:
+            socket.send(_json({"message": "b" * MAX_BODY_BYTES}).decode())
+            socket.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert time.perf_counter() - started < 5
+    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    assert ChatSocket(stack).say("hello") == [APOLOGY]  # a new socket is served
+    assert stack.inbound() == ["hello"]
 
 
 def test_a_body_past_the_limit_is_refused_before_it_is_read(stack: Stack) -> None:

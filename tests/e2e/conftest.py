@@ -71,6 +71,9 @@ def stack(
         "status_poll_interval_seconds": 1,
         # The call centre is always open here; office hours have their own tests.
         "office_hours": "mon-sun 00:00-24:00",
+        # A wrong second factor delays the next answer; tests/bot/test_verification_limits.py
+        # covers it on the gateway's clock.
+        "verification_delay_seconds": 0,
     }
     config = StackConfig(
         gateway_port=free_port(),

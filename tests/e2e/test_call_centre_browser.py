@@ -127,3 +127,39 @@ def test_closing_ends_the_open_form_and_the_bot_starts_afresh(
     # Rasa's form was ended: a greeting, not the form asking which service again.
     greeting = phone.text("hi")
     assert greeting.startswith("Hello!") and "Which service" not in greeting, greeting
+
+
+def test_a_hand_back_mid_form_asks_its_question_again_and_takes_the_next_answer(
+    console: Page, stack: StackConfig, twilio_double: tuple[TwilioDouble, ThreadedServer]
+) -> None:
+    double = twilio_double[0]
+    phone = SmsPhone(stack.gateway_url, PUBLIC_BASE_URL, "+15145550179", double)
+    started = phone.text("i need a birth certificate")
+    assert "What is the child's full name? (1 of 4)" in started, started
+    date_question = phone.text("Maria Lopez")
+    assert date_question == "What is the child's date of birth? (2 of 4)", date_question
+    assert "number 1 in the queue" in phone.text("PERSON")
+
+    row = console.locator("#queue tbody tr[data-handoff]")
+    expect(row).to_have_count(1, timeout=15_000)
+    row.get_by_role("link", name="Open").click()
+    console.click("#claim")
+    expect(console.locator("#handoff-status")).to_contain_text("claimed")
+    sent = len(double.bodies_to(phone.number))
+    console.fill("#reply-text", "What is the correct name?")
+    console.click("#send-reply")
+    assert double.wait_for(phone.number, sent + 1)[sent] == "What is the correct name?"
+    assert phone.post("Maria Lopes").status_code == 200  # answered to the agent
+    expect(console.locator("#transcript")).to_contain_text("Maria Lopes", timeout=15_000)
+
+    console.click("#hand-back")
+    expect(console.locator("#handoff-status")).to_contain_text("closed")
+    # One message: the assistant is back, and the open question again (no rating).
+    handed_back = double.wait_for(phone.number, sent + 2)[sent + 1]
+    assert handed_back == (
+        "You are back with our automated assistant. Let us continue where we stopped:\n"
+        "What is the child's date of birth? (2 of 4)"
+    )
+    # The next message answers that question: the form goes on to the next one.
+    assert phone.text("21/03/2019") == "Where was the child born (town or city)? (3 of 4)"
+    assert len(double.bodies_to(phone.number)) == sent + 3  # and nothing else was sent

@@ -71,3 +71,23 @@ def test_the_conversation_survives_a_reload(page: Page) -> None:
     page.reload()
     send(page, "John Smith")
     expect(page.locator(".msg.bot").last).to_contain_text("date of birth")
+
+
+def test_typing_an_answer_greys_out_the_options_it_answered(page: Page) -> None:
+    send(page, "i need a birth certificate")
+    expect(page.locator(".msg.bot").last).to_contain_text("full name", timeout=30_000)
+    for answer in ("Maria Lopez", "21/03/2019", "Ottawa", "Ana Lopez"):
+        send(page, answer)
+    expect(page.locator(".msg.bot").last).to_contain_text("Is everything correct?")
+    expect(page.get_by_role("button", name="Yes, send it")).to_be_enabled()
+
+    send(page, "yes")  # typed, not pressed
+    expect(page.locator(".msg.bot").last).to_contain_text("Your reference is", timeout=30_000)
+    # The question's options are past: greyed out, and a press sends nothing.
+    for name in ("Yes, send it", "Change something"):
+        expect(page.get_by_role("button", name=name)).to_be_disabled()
+    expect(page.locator(".buttons button:enabled")).to_have_count(0)
+    said = page.locator(".msg.user").count()
+    page.get_by_role("button", name="Yes, send it").click(force=True)
+    expect(page.locator(".msg.user")).to_have_count(said)
+    assert "only help with city services" not in page.locator("#log").inner_text()

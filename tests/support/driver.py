@@ -24,6 +24,16 @@ class ActionDriver:
         self.active_loop: str | None = None
         self.events: list[dict[str, Any]] = []
 
+    @classmethod
+    def attach(cls, gateway_url: str, directory: Path, external_id: str) -> ActionDriver:
+        """A driver for the conversation a channel (SMS, web chat...) already started for
+        ``external_id`` (a phone number, a web-chat cookie)."""
+        driver = cls.__new__(cls)
+        driver.url, driver.directory = gateway_url, directory
+        driver.conversation_id = driver.conversation_of(external_id)
+        driver.slots, driver.active_loop, driver.events = {}, None, []
+        return driver
+
     def conversation_of(self, sender: str) -> str:
         [(conversation_id,)] = query(
             self.directory,

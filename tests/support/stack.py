@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,17 @@ from alembic.config import Config
 from bot.main import create_app
 from bot.settings import PROJECT_ROOT, Environment, Settings
 from service_connectors.reference_backend import create_app as create_backend
-from support.db import database_url
+from support.db import database_url, query
 from support.servers import ThreadedServer, serve
+from support.telegram_double import TelegramDouble
+from support.twilio_double import TwilioDouble, twilio_settings
 
 ACTION_TOKEN = "test-action-token"
 BACKEND_API_KEY = "test-backend-key"
 OPERATOR_TOKEN = "test-operator-token"
+SMS_PUBLIC_URL = "https://sms.example.org"  # the public URL Twilio signs its webhooks for
+TELEGRAM_TOKEN = "123456:TEST-telegram-token"
+TELEGRAM_SECRET = "test-telegram-secret_1"
 
 
 def alembic_config(url: str) -> Config:
@@ -67,6 +73,46 @@ def gateways(settings: Settings, count: int) -> Iterator[list[ThreadedServer]]:
     """``count`` replicas of the gateway on one database, each its own app and port."""
     with ExitStack() as replicas:
         yield [replicas.enter_context(gateway(settings)) for _ in range(count)]
+
+
+@dataclass
+class ChannelStack:
+    """A gateway with SMS and Telegram configured, each against its provider's double."""
+
+    server: ThreadedServer
+    twilio: TwilioDouble
+    telegram: TelegramDouble
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def inbound(self) -> list[str]:
+        """The texts of the stored inbound messages, oldest first."""
+        rows = query(
+            self.directory, "SELECT text FROM messages WHERE direction='INBOUND' ORDER BY id"
+        )
+        return [row[0] for row in rows]
+
+
+@contextmanager
+def channel_stack(directory: Path, backend_url: str, **overrides: Any) -> Iterator[ChannelStack]:
+    """The gateway on loopback with the Twilio and Telegram doubles as its providers
+    (webhooks signed for ``SMS_PUBLIC_URL``, Telegram's carrying ``TELEGRAM_SECRET``)."""
+    twilio, telegram = TwilioDouble(), TelegramDouble()
+    with serve(twilio.app()) as twilio_server, serve(telegram.app()) as telegram_server:
+        settings = gateway_settings(
+            directory,
+            backend_url,
+            **twilio_settings(twilio_server.url, SMS_PUBLIC_URL),
+            telegram_bot_token=TELEGRAM_TOKEN,
+            telegram_webhook_secret=TELEGRAM_SECRET,
+            telegram_api_base_url=telegram_server.url,
+            **overrides,
+        )
+        with gateway(settings) as server:
+            yield ChannelStack(server, twilio, telegram, directory)
 
 
 def advance(backend_url: str, reference: str, stage: str | None = None) -> dict[str, Any]:
