@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import bindparam, select
-
-from bot.actions.context import ActionContext
+from bot.actions.context import ActionContext, load_draft
 from bot.actions.menus import intent_payload, interrupts, is_interruption, service_buttons
 from bot.actions.registry import action
+from bot.actions.status import status_aside
 from bot.db.models import ApplicationDraft
 from bot.handoff import ASK_PERSON_HINT, PERSON_KEYWORD
 from bot.i18n import N_
 from channels.base import Button
+from channels.sms.keywords import status_reference
 from service_connectors.answers import check_answer, match_option
 from service_connectors.catalogue import FieldType, Service, ServiceField
 
@@ -30,16 +30,6 @@ FREE_TEXT = frozenset({FieldType.NAME, FieldType.TEXT})  # answers the classifie
 # applying, a No to "Stop this application?"): only then are the tracker's events read
 # (tens of kB).
 RESUMING_INTENTS = frozenset({"deny", "help"})
-
-
-# Built once: most actions of the application form load the draft.
-DRAFT_OF = select(ApplicationDraft).where(
-    ApplicationDraft.conversation_id == bindparam("conversation_id")
-)
-
-
-async def load_draft(ctx: ActionContext) -> ApplicationDraft | None:
-    return await ctx.session.scalar(DRAFT_OF, {"conversation_id": ctx.conversation.id})
 
 
 def current_field(service: Service, draft: ApplicationDraft) -> ServiceField | None:
@@ -62,6 +52,11 @@ async def validate_application_form(ctx: ActionContext) -> None:
     if _resuming(ctx):
         return  # no answer to validate: Rasa asks the open question again
     requested = ctx.requested_slot
+    reference = status_reference(ctx.text)
+    if reference is not None and requested is not None:  # "STATUS BC-…": not an answer
+        await status_aside(ctx, reference)
+        ctx.set_slot(requested, None)  # the form asks its open question again
+        return
     draft = await load_draft(ctx)
     if _interrupted(ctx, draft, requested):
         return  # nothing validated: Rasa rejects the form and the rules take over

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.protocol import ActionCall, slot_set
-from bot.db.models import Citizen, Conversation, utcnow
+from bot.db.models import ApplicationDraft, Citizen, Conversation, utcnow
 from bot.handoff import Handoffs
 from bot.i18n import Localizer
 from bot.metrics import DETACHED, GatewayMetrics
@@ -89,3 +90,14 @@ class ActionContext:
 
     def emit(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+
+
+# Built once: most actions of the application form load the draft.
+DRAFT_OF = select(ApplicationDraft).where(
+    ApplicationDraft.conversation_id == bindparam("conversation_id")
+)
+
+
+async def load_draft(ctx: ActionContext) -> ApplicationDraft | None:
+    """The conversation's application in progress, if any."""
+    return await ctx.session.scalar(DRAFT_OF, {"conversation_id": ctx.conversation.id})

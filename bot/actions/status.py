@@ -55,6 +55,10 @@ from service_connectors.catalogue import (
 
 logger = logging.getLogger(__name__)
 
+STATUS_AFTER_FORM = N_(
+    "To check {reference}, send STATUS {reference} again when this application is finished."
+)
+
 APPLICANT = "applicant"
 VERIFIED = "verified"
 LOCKED = "locked"
@@ -516,6 +520,18 @@ async def check_status(ctx: ActionContext) -> None:
         ctx.say(ctx._(N_("I cannot show the status of this application.")))
         return
     await ctx.session.commit()  # the verification's record first: none waits on the backend
+    ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
+
+
+async def status_aside(ctx: ActionContext, reference: str) -> None:
+    """``STATUS <reference>`` typed while an application is being filled in: that
+    status for its applicant (or someone verified), else how to ask once this
+    application is done: the form's open question stays open and is asked again."""
+    application = await find_application(ctx, reference)
+    if application is None or not await may_disclose(ctx, application):
+        ctx.say(ctx._(STATUS_AFTER_FORM, reference=reference))
+        return
+    await ctx.session.commit()  # only read so far: no transaction waits on the backend
     ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.actions.application import load_draft
-from bot.actions.context import ActionContext
+from bot.actions.context import ActionContext, load_draft
 from bot.actions.protocol import followup
 from bot.actions.registry import action
 from bot.db.models import Application

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.actions.application import DRAFT_OF
+from bot.actions.context import DRAFT_OF
 from bot.actions.router import CONVERSATION_AND_CITIZEN, LANGUAGE_OF, LATEST_INBOUND
 from bot.actions.status import BY_REFERENCE
 from bot.conversation import FIND_SENDER, LAST_MENU, SENDER_OF, TOUCH

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from bot.actions.menus import main_menu_buttons
+from bot.actions.status import STATUS_AFTER_FORM
 from bot.conversation import LANGUAGE_SET
 from bot.devstack import StackConfig
 from bot.handoff import (
@@ -39,7 +40,7 @@ from bot.handoff import (
 from bot.i18n import language_name, localizer
 from service_connectors.catalogue import FieldType, Service, load_catalogue
 from support.db import query
-from tests.e2e.test_conversation import Citizen
+from tests.e2e.test_conversation import Citizen, apply_for_birth_certificate
 
 pytestmark = pytest.mark.rasa
 CATALOGUE = load_catalogue()
@@ -501,3 +502,29 @@ def test_command_words_interrupt_a_free_text_question(
             sender=f"e2e-word-{language}-{word}",
         )
         assert asked == [(1,)]
+
+
+# --- STATUS mid-form ---------------------------------------------------------------------
+
+
+def test_status_typed_mid_form_answers_it_and_asks_the_question_again(
+    stack: StackConfig,
+) -> None:
+    """``STATUS <reference>`` is never taken as the answer to a form's question: the
+    applicant gets that status, anyone else is told to ask again once the application is
+    done, and then the same question comes back and its answer moves the form on."""
+    applicant = Citizen(stack, "e2e-status-mid-form")
+    reference = apply_for_birth_certificate(applicant)
+    status = applicant.say(f"STATUS {reference}")
+    assert len(status) == 1 and reference in status[0]["text"]
+
+    assert applicant.say(start_payload("birth_certificate"))[-1] == question("en", BIRTH, 1)
+    assert applicant.say("Anna Stopa") == [question("en", BIRTH, 2)]
+    assert applicant.say(f"status {reference.lower()}") == [*status, question("en", BIRTH, 2)]
+    assert applicant.say("21/03/2019") == [question("en", BIRTH, 3)]
+
+    stranger = Citizen(stack, "e2e-status-mid-form-stranger")
+    assert stranger.say(start_payload("birth_certificate"))[-1] == question("en", BIRTH, 1)
+    later = localizer("en").gettext(STATUS_AFTER_FORM).format(reference=reference)
+    assert stranger.say(f"STATUS {reference}") == [{"text": later}, question("en", BIRTH, 1)]
+    assert stranger.say("Anna Stopa") == [question("en", BIRTH, 2)]
