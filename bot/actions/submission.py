@@ -25,6 +25,8 @@ from service_connectors.catalogue import Service, find_reference, new_reference
 
 logger = logging.getLogger(__name__)
 PENDING_SUBMISSION = "pending_submission"
+# A backend refused it, or never took it within the caps: a person must look (issue 24).
+NEEDS_ATTENTION = "needs_attention"
 SUBMITTING = "submitting"
 
 

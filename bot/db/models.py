@@ -288,6 +288,15 @@ class Application(Base):
     """An application filed through the gateway, and what the backend last told us."""
 
     __tablename__ = "applications"
+    __table_args__ = (
+        # The supervisors' list of applications a person must look at (usually few).
+        Index(
+            "ix_applications_needs_attention",
+            "needs_attention_since",
+            sqlite_where=text("stage = 'needs_attention'"),
+            postgresql_where=text("stage = 'needs_attention'"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     # The backend's reference once it accepted the application; until then the citizen
@@ -312,6 +321,17 @@ class Application(Base):
     lease_until: Mapped[datetime | None] = mapped_column()
     # Polled backends: when the status was last read (open applications only).
     polled_at: Mapped[datetime | None] = mapped_column()
+    # What the backend last answered when it did not take the application: "transient"
+    # (retried) or "refused" (a person must look), its HTTP status (None: no answer) and a
+    # short sanitised excerpt of its body; how many times in a row it answered the same.
+    first_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error_kind: Mapped[str | None] = mapped_column(String(16))
+    last_error_status: Mapped[int | None] = mapped_column()
+    last_error_excerpt: Mapped[str | None] = mapped_column(String(300))
+    same_error_count: Mapped[int] = mapped_column(default=0)
+    # stage "needs_attention": since when, and why ("refused", "attempts_cap", "time_cap").
+    needs_attention_since: Mapped[datetime | None] = mapped_column()
+    needs_attention_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
