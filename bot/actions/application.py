@@ -18,7 +18,6 @@ from bot.db.models import ApplicationDraft
 from bot.handoff import ASK_PERSON_HINT, PERSON_KEYWORD
 from bot.i18n import N_
 from channels.base import Button
-from channels.sms.keywords import status_reference
 from service_connectors.answers import check_answer, match_option
 from service_connectors.catalogue import FieldType, Service, ServiceField
 
@@ -52,9 +51,7 @@ async def validate_application_form(ctx: ActionContext) -> None:
     if _resuming(ctx):
         return  # no answer to validate: Rasa asks the open question again
     requested = ctx.requested_slot
-    reference = status_reference(ctx.text)
-    if reference is not None and requested is not None:  # "STATUS BC-…": not an answer
-        await status_aside(ctx, reference)
+    if requested is not None and await status_aside(ctx):  # "STATUS BC-…": not an answer
         ctx.set_slot(requested, None)  # the form asks its open question again
         return
     draft = await load_draft(ctx)

@@ -41,7 +41,7 @@ from bot.db.models import (
 from bot.i18n import N_, Localizer, localizer
 from bot.privacy import mask
 from channels.base import Button
-from channels.sms.keywords import status_reference
+from channels.sms.keywords import STATUS_WORDS, fold, status_reference
 from service_connectors.answers import check_answer
 from service_connectors.base import ConnectorError, ServiceConnector, Stage
 from service_connectors.catalogue import (
@@ -523,16 +523,25 @@ async def check_status(ctx: ActionContext) -> None:
     ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
 
 
-async def status_aside(ctx: ActionContext, reference: str) -> None:
-    """``STATUS <reference>`` typed while an application is being filled in: that
-    status for its applicant (or someone verified), else how to ask once this
-    application is done: the form's open question stays open and is asked again."""
+async def status_aside(ctx: ActionContext) -> bool:
+    """Whether the message is ``STATUS <reference>`` typed while an application is being
+    filled in, answered here: that status for its applicant (or someone verified), else
+    how to ask once this application is done; the prompts' example reference is named
+    as one. The form's open question stays open, to be asked again."""
+    reference = status_reference(ctx.text)
+    if reference is None:
+        words = ctx.text.split(maxsplit=1)
+        if not words or fold(words[0]) not in STATUS_WORDS or not is_example_reference(ctx.text):
+            return False
+        ctx.say(ctx._(ONLY_AN_EXAMPLE, example=EXAMPLE_REFERENCE))
+        return True
     application = await find_application(ctx, reference)
     if application is None or not await may_disclose(ctx, application):
         ctx.say(ctx._(STATUS_AFTER_FORM, reference=reference))
-        return
+        return True
     await ctx.session.commit()  # only read so far: no transaction waits on the backend
     ctx.say(await status_text(application, ctx.words, ctx.catalogue, ctx.connectors))
+    return True
 
 
 async def status_text(

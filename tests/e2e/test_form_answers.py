@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from bot.actions.menus import main_menu_buttons
-from bot.actions.status import STATUS_AFTER_FORM
+from bot.actions.status import ONLY_AN_EXAMPLE, STATUS_AFTER_FORM
 from bot.conversation import LANGUAGE_SET
 from bot.devstack import StackConfig
 from bot.handoff import (
@@ -38,7 +38,7 @@ from bot.handoff import (
     QUEUED,
 )
 from bot.i18n import language_name, localizer
-from service_connectors.catalogue import FieldType, Service, load_catalogue
+from service_connectors.catalogue import EXAMPLE_REFERENCE, FieldType, Service, load_catalogue
 from support.db import query
 from tests.e2e.test_conversation import Citizen, apply_for_birth_certificate
 
@@ -527,4 +527,7 @@ def test_status_typed_mid_form_answers_it_and_asks_the_question_again(
     assert stranger.say(start_payload("birth_certificate"))[-1] == question("en", BIRTH, 1)
     later = localizer("en").gettext(STATUS_AFTER_FORM).format(reference=reference)
     assert stranger.say(f"STATUS {reference}") == [{"text": later}, question("en", BIRTH, 1)]
+    example = localizer("en").gettext(ONLY_AN_EXAMPLE).format(example=EXAMPLE_REFERENCE)
+    copied = stranger.say(f"STATUS {EXAMPLE_REFERENCE}")  # copied from a prompt
+    assert copied == [{"text": example}, question("en", BIRTH, 1)]
     assert stranger.say("Anna Stopa") == [question("en", BIRTH, 2)]
