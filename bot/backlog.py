@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.actions.submission import PENDING_SUBMISSION, SUBMITTING
+from bot.actions.submission import NEEDS_ATTENTION, PENDING_SUBMISSION, SUBMITTING
 from bot.db.models import (
     Application,
     Delivery,
@@ -33,6 +33,8 @@ from bot.submissions import RETURNED
 
 logger = logging.getLogger(__name__)
 
+STATES = (PENDING_SUBMISSION, NEEDS_ATTENTION)  # civicgate_applications_by_state
+
 # Built once. Queued rows only (ix_deliveries_due leads with the status).
 OUTBOX = (
     select(
@@ -46,7 +48,7 @@ OUTBOX = (
 )
 SUBMISSIONS = (
     select(Application.connector, Application.stage, func.count())
-    .where(Application.stage.in_((SUBMITTING, PENDING_SUBMISSION, RETURNED)))
+    .where(Application.stage.in_((SUBMITTING, PENDING_SUBMISSION, RETURNED, NEEDS_ATTENTION)))
     .group_by(Application.connector, Application.stage)
 )
 # ix_handoffs_status_team.
@@ -62,6 +64,7 @@ class Snapshot:
     outbox: dict[str, tuple[int, int, int]]  # channel → queued, due, retrying
     pending: dict[str, int]  # connector → applications not yet accepted
     refused: dict[str, int]  # connector → applications returned after a refusal
+    states: dict[tuple[str, str], int]  # connector, stage → applications (STATES)
     queue: dict[tuple[str, str], tuple[int, float]]  # team, kind → length, oldest wait (s)
 
 
@@ -93,17 +96,22 @@ class Backlog:
         outbox: dict[str, tuple[int, int, int]] = {}
         pending: dict[str, int] = {}
         refused: dict[str, int] = {}
+        states: dict[tuple[str, str], int] = {}
         queue: dict[tuple[str, str], tuple[int, float]] = {}
         async with self.sessions() as session:
             for channel, queued, due, retrying in await session.execute(OUTBOX, {"now": now}):
                 outbox[channel] = (int(queued), int(due or 0), int(retrying or 0))
             for connector, stage, count in await session.execute(SUBMISSIONS):
+                if stage in STATES:
+                    states[(connector, stage)] = int(count)
+                if stage == NEEDS_ATTENTION:
+                    continue
                 tally = refused if stage == RETURNED else pending
                 tally[connector] = tally.get(connector, 0) + int(count)
             for team, kind, count, oldest in await session.execute(HANDOFF_QUEUE):
                 wait = max(0.0, (now - as_utc(oldest)).total_seconds())
                 queue[(team, kind)] = (int(count), wait)
-        return Snapshot(outbox, pending, refused, queue)
+        return Snapshot(outbox, pending, refused, states, queue)
 
     def describe(self) -> Iterable[Metric]:
         return [*self._families(), self._up(0.0)]
@@ -113,7 +121,7 @@ class Backlog:
         if snapshot is None:
             return [self._up(0.0)]
         families = self._families()
-        queued, due, retrying, pending, refused, length, wait = families
+        queued, due, retrying, pending, refused, by_state, length, wait = families
         for channel in sorted({*self.channels, *snapshot.outbox}):
             counts = snapshot.outbox.get(channel, (0, 0, 0))
             for family, value in zip((queued, due, retrying), counts, strict=True):
@@ -121,6 +129,9 @@ class Backlog:
         for connector in sorted({*self.connectors, *snapshot.pending, *snapshot.refused}):
             pending.add_metric([connector], snapshot.pending.get(connector, 0))
             refused.add_metric([connector], snapshot.refused.get(connector, 0))
+        for connector in sorted({*self.connectors, *(c for c, _ in snapshot.states)}):
+            for state in STATES:
+                by_state.add_metric([connector, state], snapshot.states.get((connector, state), 0))
         kinds = [kind.value for kind in HandoffKind]
         known = {(team, kind) for team in self.teams for kind in kinds}
         for team, kind in sorted(known | snapshot.queue.keys()):
@@ -168,6 +179,14 @@ class Backlog:
                 "civicgate_submissions_refused",
                 "Applications the backend refused after the citizen had left the form.",
                 "connector",
+            ),
+            gauge(
+                "civicgate_applications_by_state",
+                "Applications not with their backend, by connector and state:"
+                " pending_submission (to be filed again) or needs_attention (the backend"
+                " refused it or never took it within the caps: a person must look).",
+                "connector",
+                "state",
             ),
             gauge(
                 "civicgate_handoff_queue_length",

@@ -35,6 +35,12 @@ def connector_configs(settings: Settings) -> dict[str, ConnectorConfig]:
         }
         if settings.open311_jurisdiction_id:
             options["jurisdiction_id"] = settings.open311_jurisdiction_id
+        options.update(  # the city server's dialect, see service_connectors.open311
+            address_field=settings.open311_address_field,
+            attribute_format=settings.open311_attribute_format,
+            request_search=str(settings.open311_request_search).lower(),
+            creation_window_seconds=str(settings.open311_creation_window_seconds),
+        )
         configs["open311"] = ConnectorConfig(
             base_url=str(settings.open311_base_url).rstrip("/"),
             api_key=settings.open311_api_key.get_secret_value()
@@ -50,7 +56,22 @@ def connector_configs(settings: Settings) -> dict[str, ConnectorConfig]:
     for config in departments.values():
         config.breaker_threshold = settings.connector_breaker_threshold
         config.breaker_cooldown_seconds = settings.connector_breaker_cooldown_seconds
-    return {**configs, **departments}
+    every = {**configs, **departments}
+    unknown = (
+        settings.submission_max_attempts_by_connector.keys()
+        | settings.submission_max_hours_by_connector.keys()
+    ) - every.keys()
+    if unknown:
+        raise ValueError(f"submission caps name unknown connectors: {sorted(unknown)}")
+    for name, config in every.items():
+        config.max_attempts = settings.submission_max_attempts_by_connector.get(
+            name, settings.submission_max_attempts
+        )
+        config.max_hours = settings.submission_max_hours_by_connector.get(
+            name, settings.submission_max_hours
+        )
+        config.same_error_refuses = settings.backend_same_error_refuses
+    return every
 
 
 def routed_catalogue(settings: Settings, catalogue: Catalogue) -> Catalogue:

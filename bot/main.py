@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.actions.router import router as rasa_router
+from bot.attention import AttentionAlerts, AttentionFigures
 from bot.backlog import Backlog
 from bot.connectors import build_connectors, routed_catalogue
 from bot.console import install as install_console
@@ -152,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics,
     )
     tracker = StatusTracker(settings, sessions, runtime.connectors, notifier)
+    alerts = AttentionAlerts(sessions, timedelta(minutes=settings.needs_attention_alert_minutes))
     # In this order each round: leftovers of inbound turns, applications to file again,
     # statuses to poll, then everything queued for sending (notifications included).
     rounds: list[Callable[[], Awaitable[object]]] = [
@@ -160,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retries.run_due,
         tracker.poll_due,
         outbox.send_due,
+        alerts.run_due,
     ]
     channels = enabled_channels(
         ChannelServices(settings, conversations, inbound, outbox, catalogue, metrics)
@@ -167,7 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     teams = {settings.handoff_default_team, *settings.handoff_teams.values()}
     names = [channel.name for channel in channels]
     backlog = Backlog(sessions, names, runtime.connectors, teams)
-    metrics.watch(backlog, BreakerStates(runtime.connectors))
+    attention = AttentionFigures(sessions, runtime.connectors)
+    metrics.watch(backlog, attention, BreakerStates(runtime.connectors))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -229,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def metrics_page(request: Request) -> Response:
         await backlog.refresh()  # the shared database's state, read now
+        await attention.refresh()
         body, content_type = metrics.exposition(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 

@@ -55,8 +55,17 @@ class GatewayMetrics:
         self.submission_attempts = Counter(
             "civicgate_submission_attempts_total",
             "Applications filed again by the background worker: accepted, failed (tried"
-            " again later) or refused (returned to the citizen).",
+            " again later), refused (returned to the citizen) or needs_attention (a person"
+            " must look).",
             ["connector", "outcome"],
+            registry=registry,
+        )
+        self.needs_attention = Counter(
+            "civicgate_applications_needs_attention_total",
+            "Applications moved to needs_attention (a person must look), by connector and"
+            " reason: refused (the backend will not take it), attempts_cap or time_cap"
+            " (SUBMISSION_MAX_ATTEMPTS / SUBMISSION_MAX_HOURS reached). Alert on any increase.",
+            ["connector", "reason"],
             registry=registry,
         )
         self.nlu_latency = Histogram(

@@ -40,6 +40,15 @@ FILED_LATER = N_(
     "Your application {provisional} is now with the office. Its reference is {reference}."
     " Reply STATUS {reference} to follow it."
 )
+NEEDS_ATTENTION_LATER = N_(
+    "Your application {reference} could not be sent to the office automatically. A member"
+    " of our staff will check it and write to you here when it is sent or if we need"
+    " anything from you."
+)
+# The citizen keeps the reference they were given when they applied (issue 24).
+FILED_LATER_SAME = N_(
+    "Your application {reference} is now with the office. Reply STATUS {reference} to follow it."
+)
 REFUSED_LATER_ANY = N_(
     "The office could not accept your application {reference}. Reply HELP to talk to a person."
 )
@@ -64,8 +73,21 @@ class Notifier:
 
     async def filed_later(self, session: AsyncSession, application: Application) -> bool:
         words = await self._words(session, application)
-        text = words.gettext(FILED_LATER).format(
-            provisional=application.provisional_reference, reference=application.reference
+        reference = application.reference or application.provisional_reference
+        text = (
+            words.gettext(FILED_LATER_SAME).format(reference=reference)
+            if reference == application.provisional_reference
+            else words.gettext(FILED_LATER).format(
+                provisional=application.provisional_reference, reference=reference
+            )
+        )
+        return await self.tell(session, application, text, words)
+
+    async def needs_attention(self, session: AsyncSession, application: Application) -> bool:
+        """Retries stopped (a refusal, or the caps): a person will check it, and writes."""
+        words = await self._words(session, application)
+        text = words.gettext(NEEDS_ATTENTION_LATER).format(
+            reference=application.provisional_reference
         )
         return await self.tell(session, application, text, words)
 

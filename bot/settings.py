@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     open311_services: tuple[str, ...] = ("pothole", "streetlight")
     # Our service code → the city's service_code (JSON in the environment).
     open311_service_codes: dict[str, str] = Field(default_factory=dict)
+    # The city server's dialect (servers written from the spec differ): the form field of a
+    # street address ("address" for servers that read that), how attributes are named
+    # ({code} for the code), whether it offers GET /requests.json (the idempotency search;
+    # false: never called), and how close to creation an updated_datetime is only the
+    # server stamping the new request, not a change.
+    open311_address_field: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\[\]-]{1,64}$")] = (
+        "address_string"
+    )
+    open311_attribute_format: Annotated[str, Field(pattern=r"\{code\}")] = "attribute[{code}]"
+    open311_request_search: bool = True
+    open311_creation_window_seconds: Annotated[float, Field(ge=0)] = 2.0
     # Department APIs described in YAML (service_connectors/departments/), no Python.
     department_specs: tuple[Path, ...] = ()
     # A backend failing this many times in a row is left alone for the cooldown.
@@ -111,6 +122,24 @@ class Settings(BaseSettings):
     # --- Applications and notifications -------------------------------------------------
     # First retry of a submission the backend could not take; doubles up to 10 minutes.
     submission_retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # An application the backend has not taken after this many attempts, or this many
+    # hours after the first, stops being retried: stage needs_attention (a person looks).
+    # Per connector: SUBMISSION_MAX_ATTEMPTS_BY_CONNECTOR='{"open311": 20}' (JSON), the same
+    # for hours.
+    submission_max_attempts: Annotated[int, Field(ge=1)] = 12
+    submission_max_hours: Annotated[float, Field(gt=0)] = 72.0
+    submission_max_attempts_by_connector: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict
+    )
+    submission_max_hours_by_connector: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    # The same server error (status 500 and the same body) this many times in a row is a
+    # refusal: the server chokes on this application, retrying will not help.
+    backend_same_error_refuses: Annotated[int, Field(ge=1)] = 3
+    # An application a backend refused or never took (stage needs_attention) waiting for
+    # a supervisor longer than this is logged at ERROR, once (also in the audit log).
+    needs_attention_alert_minutes: Annotated[float, Field(gt=0)] = 60.0
     # Polled backends (Open311, REST): how often an open application's status is read.
     status_poll_interval_seconds: Annotated[float, Field(gt=0)] = 900.0
     # Shared with the reference backend: its stage webhooks are signed with it (HMAC).

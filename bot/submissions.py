@@ -1,8 +1,11 @@
 """Applications the backend could not take yet: retried until accepted, exactly once.
 
 An application is committed (with its idempotency key) before the first backend call
-(:mod:`bot.actions.submission`). When that call fails, the row waits here as
+(:mod:`bot.actions.submission`). When that call fails transiently, the row waits here as
 ``pending_submission``; a row left in ``submitting`` by a crash is picked up too. Each
+failure is classified as at filing (:func:`bot.actions.submission.record_failure`): a
+refusal, the same server error K times, or the connector's caps (attempts, hours) move it
+to ``needs_attention`` and the citizen is told a person will check it. Each
 retry sends the same idempotency key, so a backend that did receive an earlier attempt
 answers with the same application instead of filing a second one. A short lease per row
 keeps two replicas from submitting it at the same time; the connector's circuit breaker
@@ -21,14 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.actions.submission import (
     PENDING_SUBMISSION,
     SUBMITTING,
+    Caps,
+    asked_field,
     citizen_reference,
+    log_failure,
+    record_failure,
     submission_of,
 )
 from bot.db.leases import claim, lease_free
 from bot.db.models import Application, utcnow
 from bot.metrics import DETACHED, GatewayMetrics
 from bot.notify import Notifier
-from bot.outbox import backoff
 from service_connectors.base import (
     ConnectorError,
     Receipt,
@@ -105,36 +111,38 @@ class SubmissionRetries:
             outcome = await connector.submit(submission_of(filed))
         except ConnectorError as exc:  # SubmissionRejected included
             outcome = exc
+        caps = Caps.of(connector.config if connector is not None else None)
         async with self.sessions() as session:
             application = await session.get(Application, application_id)
             assert application is not None  # rows are never deleted under a lease
             application.submit_attempts += 1
             application.lease_until = None
-            accepted = await self._record(session, application, outcome)
+            result = await self._record(session, application, outcome, caps)
             await session.commit()
-        refused = isinstance(outcome, SubmissionRejected)
-        result = "accepted" if accepted else "refused" if refused else "failed"
         self.metrics.submission_attempts.labels(filed.connector, result).inc()
-        return accepted
+        return int(result == "accepted")
 
     async def _record(
-        self, session: AsyncSession, application: Application, outcome: Receipt | ConnectorError
-    ) -> int:
-        if isinstance(outcome, SubmissionRejected):
+        self,
+        session: AsyncSession,
+        application: Application,
+        outcome: Receipt | ConnectorError,
+        caps: Caps,
+    ) -> str:
+        """Apply one attempt's outcome; accepted, refused (returned), needs_attention or
+        failed (tried again later)."""
+        if isinstance(outcome, SubmissionRejected) and (
+            asked_field(self.catalogue.get(application.service_code), outcome) is not None
+        ):
             await self._refused(session, application, outcome)
-            return 0
+            return "refused"
         if isinstance(outcome, ConnectorError):
-            application.stage = PENDING_SUBMISSION
-            delay = backoff(application.submit_attempts, self.retry_base_seconds)
-            application.next_attempt_at = utcnow() + delay
-            logger.warning(
-                "application %s still not accepted (%s); attempt %d, next in %.0f s",
-                application.id,
-                outcome,
-                application.submit_attempts,
-                delay.total_seconds(),
-            )
-            return 0
+            reason = record_failure(application, outcome, caps, self.retry_base_seconds)
+            log_failure(application, reason, self.metrics)
+            if reason is None:
+                return "failed"
+            await self.notifier.needs_attention(session, application)
+            return "needs_attention"
         application.reference = citizen_reference(outcome, application)
         application.backend_id = outcome.backend_id
         application.stage = outcome.stage.value
@@ -143,14 +151,23 @@ class SubmissionRetries:
         logger.info(
             "application %s accepted after %d attempts", application.id, application.submit_attempts
         )
-        return 1
+        return "accepted"
 
     async def _refused(
         self, session: AsyncSession, application: Application, rejection: SubmissionRejected
     ) -> None:
         application.stage = RETURNED
+        application.next_attempt_at = None
+        application.last_error_kind = "refused"
+        application.last_error_status = rejection.status
+        application.last_error_excerpt = rejection.excerpt
         service = self.catalogue.get(application.service_code)
         names = {f.name: f.label for f in service.fields} if service else {}
         label = next((names[n] for n in rejection.field_errors if n in names), None)
-        logger.warning("application %s refused by the backend: %s", application.id, rejection)
+        logger.warning(
+            "application %s returned: the backend refused an answer (HTTP %s: %s)",
+            application.id,
+            rejection.status,
+            rejection.excerpt,
+        )
         await self.notifier.refused_later(session, application, label)

@@ -3,19 +3,26 @@
 Shaped like python-telegram-bot's ``BaseRequest``: a lifecycle (``initialize`` /
 ``shutdown``), public ``@final`` methods that own error mapping, and abstract hooks that
 only speak the backend's wire protocol. Callers never see ``httpx`` exceptions: a backend
-that is down, slow or answering 5xx raises :class:`BackendUnavailable` (retry later);
-a 4xx about the citizen's data raises :class:`SubmissionRejected` (ask again); a refused
-credential (401/403) raises :class:`BackendMisconfigured` (page an operator, not the citizen).
+that is down, slow, overloaded (429) or answering 5xx raises :class:`BackendTransient`
+(``BackendUnavailable``: retry later); one that answered and will not take the application
+raises a :class:`BackendRefused` (a person must look): :class:`SubmissionRejected` for a
+4xx about the data (the citizen is asked again when it names their answer), and
+:class:`BackendMisconfigured` for refused credentials (401/403) or a service it lacks.
+Both carry the HTTP ``status`` and a sanitised ``excerpt`` of the body.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import html
+import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import ClassVar, TypeVar, final
 
 import httpx
@@ -47,9 +54,14 @@ class Submission:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
+    """The backend took it. ``reference`` and ``backend_id`` are the backend's, shown to
+    staff; the citizen keeps the gateway's reference unless ``for_citizen``: a backend
+    built to issue the citizens' references, in the gateway's format (the reference one)."""
+
     reference: str
     stage: Stage
     backend_id: str
+    for_citizen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +85,117 @@ class ConnectorError(Exception):
     """Base of every error a connector raises."""
 
 
-class BackendUnavailable(ConnectorError):  # noqa: N818 (public API)
-    """Down, timing out or 5xx: nothing is wrong with the application, try again later."""
+EXCERPT_LIMIT = 300
+# Gateway and overload answers: the server is down or busy, never the application's fault.
+OUTAGE_STATUSES = frozenset({408, 429, 502, 503, 504})
+_HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_NUMBER = re.compile(r"\+?\d[\d ().-]{5,}\d")  # phone numbers, document numbers
+
+
+def excerpt(body: bytes | str | None, personal: Iterable[object] = ()) -> str:
+    """A short, loggable summary of a backend's error body: HTML tags (and scripts,
+    styles, the head) stripped, entities decoded, whitespace collapsed, e-mail addresses,
+    long numbers and every value in ``personal`` (the citizen's answers) masked; at most
+    :data:`EXCERPT_LIMIT` characters. The title of an HTML page is kept (it names the
+    error, e.g. Django's ``KeyError at /requests.json``)."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    title = re.search(r"<title[^>]*>(.*?)</title\s*>", text, re.IGNORECASE | re.DOTALL)
+    text = _TAG.sub(" ", _HIDDEN.sub(" ", text))
+    if title:
+        text = f"{title.group(1)} {text}"
+    text = html.unescape(text)
+    for value in sorted({str(v) for v in personal if len(str(v).strip()) >= 3}, key=len)[::-1]:
+        text = text.replace(value, "…")
+    text = _NUMBER.sub("…", _EMAIL.sub("…", text))
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_LIMIT else text[: EXCERPT_LIMIT - 1] + "…"
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+class BackendTransient(ConnectorError):  # noqa: N818 (named like its siblings)
+    """Down, timing out, overloaded or 5xx: nothing is known to be wrong with the
+    application, try again later (after ``retry_after`` seconds when the backend said).
+    ``status`` is the HTTP status (None: no answer at all); ``excerpt`` a sanitised
+    summary of the body (see :func:`excerpt`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        excerpt: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.excerpt, self.retry_after = status, excerpt, retry_after
+
+    @classmethod
+    def answered(cls, response: httpx.Response, message: str) -> BackendTransient:
+        return cls(
+            message,
+            status=response.status_code,
+            excerpt=excerpt(response.content),
+            retry_after=retry_after(response),
+        )
+
+
+# The name every caller knew first: the same class.
+BackendUnavailable = BackendTransient
+
+
+class BackendRefused(ConnectorError):  # noqa: N818 (named like its siblings)
+    """The backend answered and will not take this application as sent: retrying the
+    same request does not help, a person must look (stage ``needs_attention``)."""
+
+    def __init__(self, message: str, *, status: int | None = None, excerpt: str = "") -> None:
+        super().__init__(message)
+        self.status, self.excerpt = status, excerpt
 
 
 class ApplicationNotFound(ConnectorError):  # noqa: N818 (public API)
     """The backend does not know this reference."""
 
 
-class BackendMisconfigured(ConnectorError):  # noqa: N818 (named like its siblings)
+class BackendMisconfigured(BackendRefused):
     """The backend refused our credentials or lacks a service we route to it.
 
     Neither retrying nor asking the citizen again helps: an operator must fix the config.
     """
 
 
-class SubmissionRejected(ConnectorError):  # noqa: N818 (public API)
-    """The backend refused the data; ``field_errors`` maps field name to its reason."""
+class SubmissionRejected(BackendRefused):
+    """The backend refused the data; ``field_errors`` maps field name to its reason. When
+    it names a field the citizen answered, the citizen is asked again; otherwise it is a
+    refusal like any other (a person must look)."""
 
-    def __init__(self, message: str, field_errors: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        field_errors: Mapping[str, str] | None = None,
+        *,
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
+        super().__init__(message, status=status, excerpt=excerpt)
         self.field_errors: dict[str, str] = dict(field_errors or {})
 
 
@@ -100,7 +203,13 @@ class CircuitBreaker:
     """Stops calling a backend that keeps failing, so a dead department is not hammered:
     after ``threshold`` outages in a row it opens for ``cooldown`` seconds, then lets one
     call through (half-open); a call the backend answers closes it again. Per process:
-    each replica learns on its own, which is enough to spare the backend."""
+    each replica learns on its own, which is enough to spare the backend.
+
+    Only outages count: a refusal is an answer. A server error that one application gets
+    again with the same body (``key`` and ``signature`` of :meth:`record`) counts once, so
+    one application the server chokes on cannot open the breaker for everyone else."""
+
+    MEMORY = 1024  # applications whose last server error is remembered
 
     def __init__(
         self,
@@ -111,6 +220,7 @@ class CircuitBreaker:
         self.threshold, self.cooldown, self.clock = threshold, cooldown, clock
         self.failures = 0
         self.opened_at: float | None = None
+        self._last_error: OrderedDict[str, object] = OrderedDict()
 
     @property
     def is_open(self) -> bool:
@@ -124,10 +234,19 @@ class CircuitBreaker:
         self.opened_at = self.clock()  # half-open: this call is the trial, others wait
         return True
 
-    def record(self, answered: bool) -> None:
+    def record(self, answered: bool, key: str | None = None, signature: object = None) -> None:
         if answered:
             self.failures, self.opened_at = 0, None
+            if key is not None:
+                self._last_error.pop(key, None)
             return
+        if key is not None and signature is not None:
+            if self._last_error.get(key) == signature:
+                return  # the same answer to the same application: counted already
+            self._last_error[key] = signature
+            self._last_error.move_to_end(key)
+            while len(self._last_error) > self.MEMORY:
+                self._last_error.popitem(last=False)
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
@@ -141,6 +260,11 @@ class ConnectorConfig:
     options: dict[str, str] = field(default_factory=dict)
     breaker_threshold: int = 5
     breaker_cooldown_seconds: float = 30.0
+    # Submission caps (bot.submissions): attempts, hours after the first, and how many
+    # identical server errors in a row make a refusal.
+    max_attempts: int = 12
+    max_hours: float = 72.0
+    same_error_refuses: int = 3
 
 
 class ServiceConnector(abc.ABC):
@@ -184,19 +308,28 @@ class ServiceConnector(abc.ABC):
 
     @final
     async def submit(self, submission: Submission) -> Receipt:
-        return await self._guarded(lambda: self._submit(submission))
+        """File ``submission``. The excerpt of any error is stripped of its answers."""
+        try:
+            return await self._guarded(
+                lambda: self._submit(submission), key=submission.idempotency_key
+            )
+        except (BackendTransient, BackendRefused) as exc:
+            exc.excerpt = excerpt(exc.excerpt, submission.fields.values())
+            raise
 
     @final
     async def get_status(self, backend_id: str) -> StatusReport:
         return await self._guarded(lambda: self._get_status(backend_id))
 
-    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _guarded(self, call: Callable[[], Awaitable[T]], key: str | None = None) -> T:
         if not self.breaker.allow():
-            raise BackendUnavailable("circuit open: the backend failed repeatedly")
+            raise BackendTransient("circuit open: the backend failed repeatedly")
         try:
             result = await self._mapped(call)
-        except BackendUnavailable:
-            self.breaker.record(answered=False)
+        except BackendTransient as exc:
+            # An answered server error is remembered per application (None: no answer).
+            signature = None if exc.status is None else (exc.status, exc.excerpt)
+            self.breaker.record(answered=False, key=key, signature=signature)
             raise
         except ConnectorError:
             self.breaker.record(answered=True)
@@ -211,16 +344,20 @@ class ServiceConnector(abc.ABC):
         except ConnectorError:
             raise
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise BackendUnavailable(type(exc).__name__) from exc
+            raise BackendTransient(type(exc).__name__) from exc
         except httpx.HTTPStatusError as exc:
-            status = exc.response.status_code
+            response = exc.response
+            status = response.status_code
+            summary = excerpt(response.content)
             if status in (401, 403):
-                raise BackendMisconfigured(f"HTTP {status}: credentials refused") from exc
+                raise BackendMisconfigured(
+                    f"HTTP {status}: credentials refused", status=status, excerpt=summary
+                ) from exc
             if status == 404:
                 raise ApplicationNotFound(str(exc.request.url.path)) from exc
-            if status >= 500 or status == 429:
-                raise BackendUnavailable(f"HTTP {status}") from exc
-            raise SubmissionRejected(f"HTTP {status}") from exc
+            if status >= 500 or status in OUTAGE_STATUSES:
+                raise BackendTransient.answered(response, f"HTTP {status}") from exc
+            raise SubmissionRejected(f"HTTP {status}", status=status, excerpt=summary) from exc
 
     @abc.abstractmethod
     async def _list_services(self) -> list[RemoteService]: ...

@@ -14,11 +14,24 @@ Spec: https://wiki.open311.org/GeoReport_v2. Options (``ConnectorConfig.options`
   of filing a second one. A batch token still pending is remembered (in memory) and
   polled again on the retry; after a restart the lookup finds it once the city has it.
 
+The city's dialect (servers written from the spec differ; settings, no code):
+
+- ``address_field`` (``address_string``): the form field carrying a street address; some
+  servers read ``address`` instead, and silently drop the spec's name.
+- ``attribute_format`` (``attribute[{code}]``): how an attribute's field is named, with
+  ``{code}`` for its code; a multi-value attribute repeats it with ``[]`` appended.
+- ``request_search`` (``true``): whether the city offers ``GET /requests.json``. With
+  ``false`` the connector never calls it (as ``lookup_days=0``): a retry after an answer
+  lost on the way back may then file the request twice.
+- ``creation_window_seconds`` (2): an ``updated_datetime`` this close to
+  ``requested_datetime`` is the city stamping a new request, not someone touching it.
+
 Status mapping (GeoReport only knows open/closed): ``closed`` → ``approved``; ``open`` →
 ``in_review`` once ``status_notes`` is set or ``updated_datetime`` is later than
-``requested_datetime`` (someone touched it), else ``received``; a non-standard status some
-vendors add → ``in_review`` rather than an unreadable answer. The note joins
-``status_notes``, ``agency_responsible`` and ``expected_datetime``.
+``requested_datetime`` by more than the creation window (someone touched it), else
+``received``; a non-standard status some vendors add → ``in_review`` rather than an
+unreadable answer. The note joins ``status_notes``, ``agency_responsible`` and
+``expected_datetime``.
 """
 
 from __future__ import annotations
@@ -37,8 +50,11 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from service_connectors.base import (
+    OUTAGE_STATUSES,
     ApplicationNotFound,
     BackendMisconfigured,
+    BackendRefused,
+    BackendTransient,
     BackendUnavailable,
     ConnectorConfig,
     ConnectorError,
@@ -49,6 +65,7 @@ from service_connectors.base import (
     StatusReport,
     Submission,
     SubmissionRejected,
+    excerpt,
 )
 from service_connectors.catalogue import FieldType, Service
 
@@ -65,8 +82,35 @@ _ATTRIBUTE_REF = re.compile(r"attribute\[([^\]]+)\]")
 _LOCATION_REF = re.compile(r"\b(lat|latitude|longitude|address_string|address_id|location)\b", re.I)
 _CONTACT_REF = re.compile(rf"\b({'|'.join(CONTACT_FIELDS)})\b", re.I)
 _CONFIG_REF = re.compile(r"\b(api_key|jurisdiction_id|service_code)\b", re.I)
-_NO_SEARCH = "set lookup_days=0 if the city does not offer GET /requests.json"
+_NO_SEARCH = (
+    "set OPEN311_REQUEST_SEARCH=false (request_search, or lookup_days=0)"
+    " if the city does not offer GET /requests.json"
+)
 _PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+ADDRESS_FIELD = "address_string"  # the spec's
+ATTRIBUTE_FORMAT = "attribute[{code}]"  # the spec's
+CREATION_WINDOW = timedelta(seconds=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one city's server spells the request form (see the module's docstring)."""
+
+    address_field: str = ADDRESS_FIELD
+    attribute_format: str = ATTRIBUTE_FORMAT
+
+    def __post_init__(self) -> None:
+        if not _FIELD_NAME.fullmatch(self.address_field):
+            raise ValueError(f"open311 address_field {self.address_field!r} is not a field name")
+        sample = self.attribute_format.replace("{code}", "x", 1)
+        if "{code}" not in self.attribute_format or not _FIELD_NAME.fullmatch(sample):
+            raise ValueError(
+                f"open311 attribute_format {self.attribute_format!r} needs one {{code}}"
+            )
+
+    def attribute(self, code: str) -> str:
+        return self.attribute_format.replace("{code}", code, 1)
 
 
 class Datatype(enum.StrEnum):
@@ -262,6 +306,12 @@ class Open311Connector(ServiceConnector):
         self.token_polls = int(options.get("token_polls", "3"))
         self.token_poll_delay = float(options.get("token_poll_delay_seconds", "1.0"))
         self.lookup_days = int(options.get("lookup_days", "7"))
+        self.request_search = _flag(options.get("request_search", "true"), "request_search")
+        self.dialect = Dialect(
+            address_field=options.get("address_field") or ADDRESS_FIELD,
+            attribute_format=options.get("attribute_format") or ATTRIBUTE_FORMAT,
+        )
+        self.creation_window = timedelta(seconds=float(options.get("creation_window_seconds", "2")))
         self._definitions: dict[str, ServiceDefinition] = {}
         self._tokens: dict[str, str] = {}  # idempotency key → token of an unresolved submit
         self._submitting: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -320,7 +370,7 @@ class Open311Connector(ServiceConnector):
         request = requests[0]
         return StatusReport(
             reference=request.service_request_id,
-            stage=_stage(request),
+            stage=_stage(request, self.creation_window),
             updated_at=request.updated_datetime,
             note=_note(request),
         )
@@ -328,8 +378,8 @@ class Open311Connector(ServiceConnector):
     # --- submitting ------------------------------------------------------------------------
 
     async def _already_filed(self, submission: Submission) -> Receipt | None:
-        if self.lookup_days <= 0:
-            return None
+        if self.lookup_days <= 0 or not self.request_search:
+            return None  # never relied on where the city offers no search
         now = datetime.now(UTC)
         response = await self.client.get(
             self._url("requests.json"),
@@ -345,13 +395,13 @@ class Open311Connector(ServiceConnector):
         marker = _marker(submission.idempotency_key)
         for request in _parse(_REQUESTS, response):
             if marker in (request.description or ""):
-                return _receipt(request.service_request_id, _stage(request))
+                return _receipt(request.service_request_id, _stage(request, self.creation_window))
         return None
 
     async def _file(self, submission: Submission) -> Receipt:
         code = self.city_code(submission.service_code)
         definition = await self._definition(code, missing_ok=True)
-        form, sent_as = _request_form(submission, definition)
+        form, sent_as = _request_form(submission, definition, self.dialect)
         form = [("api_key", self.config.api_key or ""), ("service_code", code), *form]
         form += list(self._params().items())
         response = await self.client.post(
@@ -428,9 +478,11 @@ class Open311Connector(ServiceConnector):
 
 
 def _request_form(
-    submission: Submission, definition: ServiceDefinition
+    submission: Submission, definition: ServiceDefinition, dialect: Dialect | None = None
 ) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The POST fields (repeated keys kept) and, per wire name, the field it came from."""
+    """The POST fields (repeated keys kept) and, per wire name, the field it came from
+    (under the spec's names too: the error texts of GeoReport servers use them)."""
+    dialect = dialect or Dialect()
     fields: Mapping[str, str | Sequence[str]] = submission.fields
     form: list[tuple[str, str]] = []
     sent_as: dict[str, str] = {}
@@ -444,8 +496,9 @@ def _request_form(
         form += [("lat", point[0]), ("long", point[1])]
         sent_as.update(lat=LOCATION_FIELD, long=LOCATION_FIELD)
     if isinstance(where, str) and point is None:
-        form.append(("address_string", where))
+        form.append((dialect.address_field, where))
         sent_as["address_string"] = LOCATION_FIELD
+        sent_as[dialect.address_field] = LOCATION_FIELD
     summary: list[str] = []
     for name, value in fields.items():
         if name in (LOCATION_FIELD, "description") or name in sent_as:
@@ -461,7 +514,8 @@ def _request_form(
             attribute is not None and attribute.datatype is Datatype.MULTIVALUELIST
         )
         values = _split(value) if multiple else [str(value)]
-        form += [(f"attribute[{code}][]" if multiple else f"attribute[{code}]", v) for v in values]
+        wire = dialect.attribute(code)
+        form += [(f"{wire}[]" if multiple else wire, v) for v in values]
         summary.append(f"{name}: {', '.join(values)}")
     text = str(fields.get("description") or "; ".join(summary))
     marker = _marker(submission.idempotency_key)
@@ -494,7 +548,9 @@ def _receipt(service_request_id: str, stage: Stage) -> Receipt:
     return Receipt(reference=service_request_id, stage=stage, backend_id=service_request_id)
 
 
-def _stage(request: _Request) -> Stage:
+def _stage(request: _Request, creation_window: timedelta = CREATION_WINDOW) -> Stage:
+    """From the status and its notes; ``updated_datetime`` counts only beyond the
+    creation window (servers stamp a new request's update a few microseconds late)."""
     if request.status == "closed":
         return Stage.APPROVED
     if request.status != "open":  # a vendor's extra status ("acknowledged", …) is progress
@@ -502,9 +558,16 @@ def _stage(request: _Request) -> Stage:
     touched = (
         request.updated_datetime is not None
         and request.requested_datetime is not None
-        and request.updated_datetime > request.requested_datetime
+        and request.updated_datetime - request.requested_datetime > creation_window
     )
     return Stage.IN_REVIEW if request.status_notes or touched else Stage.RECEIVED
+
+
+def _flag(value: str, name: str) -> bool:
+    folded = value.strip().lower()
+    if folded not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError(f"open311 {name} must be true or false, not {value!r}")
+    return folded in ("true", "1", "yes", "on")
 
 
 def _note(request: _Request) -> str | None:
@@ -540,7 +603,8 @@ def _checked(
 ) -> httpx.Response:
     """Read GeoReport's error list before mapping a status: 401/403 or any 4xx blaming our
     configuration → ``BackendMisconfigured``; 404 → ``missing``; 400 → ``rejected``; 429
-    and 5xx → ``BackendUnavailable``; any other 4xx means our request is wrong."""
+    and 5xx → ``BackendTransient``; any other 4xx means our request is wrong. Each error
+    carries the status and an excerpt of the body."""
     status = response.status_code
     if response.is_success:
         return response
@@ -549,19 +613,27 @@ def _checked(
     except ValidationError:
         errors = []
     message = "; ".join(e.description for e in errors) or f"HTTP {status}"
-    if status == 429 or status >= 500:
-        raise BackendUnavailable(f"HTTP {status}: {message}")
+    if status in OUTAGE_STATUSES or status >= 500:
+        raise BackendTransient.answered(response, f"HTTP {status}: {message}")
     ours = any(  # about our credentials or codes, not about one of the citizen's answers
         _CONFIG_REF.search(e.description) and not _ATTRIBUTE_REF.search(e.description)
         for e in errors
     )
+    summary = excerpt(response.content)
     if status in (401, 403) or ours:
-        raise BackendMisconfigured(f"HTTP {status}: {message}")
+        raise BackendMisconfigured(f"HTTP {status}: {message}", status=status, excerpt=summary)
     if status == 404:
-        raise missing(message)
+        raise _answered(missing(message), status, summary)
     if status == 400 and rejected is not None:
-        raise rejected(errors)
-    raise BackendMisconfigured(f"HTTP {status}: {message}")
+        raise _answered(rejected(errors), status, summary)
+    raise BackendMisconfigured(f"HTTP {status}: {message}", status=status, excerpt=summary)
+
+
+def _answered(error: ConnectorError, status: int, summary: str) -> ConnectorError:
+    """A refusal built by a caller's callback, given the answer's status and excerpt."""
+    if isinstance(error, BackendRefused):
+        error.status, error.excerpt = status, summary
+    return error
 
 
 def _parse(wire_format: TypeAdapter[T], response: httpx.Response) -> T:
@@ -569,4 +641,6 @@ def _parse(wire_format: TypeAdapter[T], response: httpx.Response) -> T:
     try:
         return wire_format.validate_json(response.content)
     except ValidationError as exc:
-        raise BackendUnavailable("malformed response from the Open311 server") from exc
+        raise BackendTransient.answered(
+            response, "malformed response from the Open311 server"
+        ) from exc

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from service_connectors.base import (
     ApplicationNotFound,
     BackendMisconfigured,
-    BackendUnavailable,
+    BackendTransient,
     Receipt,
     RemoteService,
     ServiceConnector,
@@ -25,6 +25,7 @@ from service_connectors.base import (
     StatusReport,
     Submission,
     SubmissionRejected,
+    excerpt,
 )
 from service_connectors.catalogue import Service
 
@@ -95,6 +96,7 @@ class ReferenceConnector(ServiceConnector):
             reference=application.reference,
             stage=application.stage,
             backend_id=application.reference,
+            for_citizen=True,  # issued for citizens to keep, in the gateway's format
         )
 
     async def _get_status(self, backend_id: str) -> StatusReport:
@@ -132,7 +134,10 @@ def _checked(response: httpx.Response) -> httpx.Response:
         except ValidationError:
             errors = []
         raise SubmissionRejected(
-            "the backend refused the application", {e.field: e.message for e in errors}
+            "the backend refused the application",
+            {e.field: e.message for e in errors},
+            status=response.status_code,
+            excerpt=excerpt(response.content),
         )
     return response.raise_for_status()
 
@@ -142,4 +147,5 @@ def _parse(wire_format: TypeAdapter[T], response: httpx.Response) -> T:
     try:
         return wire_format.validate_json(response.content)
     except ValidationError as exc:
-        raise BackendUnavailable("malformed response from the reference backend") from exc
+        message = "malformed response from the reference backend"
+        raise BackendTransient.answered(response, message) from exc

@@ -39,7 +39,7 @@ from pydantic import (
 from service_connectors.base import (
     ApplicationNotFound,
     BackendMisconfigured,
-    BackendUnavailable,
+    BackendTransient,
     ConnectorConfig,
     Receipt,
     RemoteService,
@@ -48,6 +48,7 @@ from service_connectors.base import (
     StatusReport,
     Submission,
     SubmissionRejected,
+    excerpt,
 )
 from service_connectors.catalogue import Code, Service
 
@@ -106,7 +107,7 @@ class ServicesSpec(_Spec):
 
 class SubmitSpec(_Spec):
     """How a :class:`Submission` becomes the department's request, and where its answer
-    keeps the reference (for the citizen) and the id (for status queries)."""
+    keeps the reference (the department's, for staff) and the id (for status queries)."""
 
     method: Literal["POST", "PUT"] = "POST"
     path: UrlPath  # may hold {service}: the department's code for the service
@@ -348,7 +349,12 @@ class RestConnector(ServiceConnector):
             else:
                 other.append(text if where is _MISSING else f"{where}: {text}")
         detail = f": {'; '.join(other)}" if other else ""
-        return SubmissionRejected(f"{self.spec.name} refused the application{detail}", ours)
+        return SubmissionRejected(
+            f"{self.spec.name} refused the application{detail}",
+            ours,
+            status=response.status_code,
+            excerpt=excerpt(response.content),
+        )
 
     def _our_field(self, where: object) -> str | None:
         if isinstance(where, list):
@@ -382,7 +388,8 @@ class RestConnector(ServiceConnector):
         try:
             answer: object = response.json()
         except ValueError as exc:
-            raise BackendUnavailable(f"{self.spec.name}: the answer is not JSON") from exc
+            message = f"{self.spec.name}: the answer is not JSON"
+            raise BackendTransient.answered(response, message) from exc
         return answer
 
     # --- configuration -----------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actions.context import ActionContext
 from bot.actions.menus import intent_payload, is_interruption
 from bot.actions.registry import action
-from bot.actions.submission import PENDING_SUBMISSION
+from bot.actions.submission import NEEDS_ATTENTION, PENDING_SUBMISSION
 from bot.conversation import LAST_MENU
 from bot.db.models import (
     Application,
@@ -109,6 +109,13 @@ STAGE_TEXTS: dict[str, tuple[str, str]] = {
         N_(
             "Your application is saved and will be sent to the office"
             " as soon as its system is back."
+        ),
+    ),
+    NEEDS_ATTENTION: (
+        N_("Being checked by our staff"),
+        N_(
+            "The office's system did not take it automatically. A member of our staff is"
+            " checking it and will write to you."
         ),
     ),
 }

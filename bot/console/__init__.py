@@ -9,12 +9,13 @@ from fastapi.staticfiles import StaticFiles
 
 def install(app: FastAPI) -> None:
     """Mount the console at ``/console``: login, pages, live stream, static files."""
-    from bot.console import auth, live, routes
+    from bot.console import attention, auth, live, routes
     from bot.console.rendering import STATIC_DIR
 
     app.include_router(auth.router(), prefix="/console", tags=["console"])
     app.include_router(routes.router(), prefix="/console", tags=["console"])
     app.include_router(live.router(), prefix="/console", tags=["console"])
+    app.include_router(attention.router(), prefix="/console", tags=["console"])
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
 
     @app.exception_handler(auth.LoginRequired)

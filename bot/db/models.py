@@ -299,8 +299,10 @@ class Application(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    # The backend's reference once it accepted the application; until then the citizen
-    # holds the gateway's provisional reference (same format), which stays valid.
+    # The citizen's reference once the backend accepted the application: the gateway's
+    # provisional one (issue 24; older rows may hold a backend's), which stays valid
+    # either way. Only the reference backend issues its own (``Receipt.for_citizen``).
+    # The backend's id, never shown to the citizen as theirs, is ``backend_id``.
     reference: Mapped[str | None] = mapped_column(String(16), unique=True)
     provisional_reference: Mapped[str] = mapped_column(String(16), unique=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)

@@ -2,7 +2,9 @@
 
 Nothing here is shaped like our models on purpose: nested bodies, other key names, its
 own status words and error list, integer ids. Tests drive the clerk's side directly
-(``office.applications[...]``) and can make the office ``down`` (503) or slow (``delay``).
+(``office.applications[...]``) and can make the office ``down`` (503) or slow (``delay``),
+or answer the next applications as scripted (``script``: status, body, content type and
+headers each, as real servers answer: an HTML 500, a 429 with ``Retry-After``…).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 PERMIT_TYPES = {"STREET_PARTY": "Street party", "SIDEWALK_CAFE": "Sidewalk café"}
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -55,6 +57,8 @@ class PermitsOffice:
         self.applications: dict[int, PermitApplication] = {}
         self.by_idempotency_key: dict[str, int] = {}
         self.bodies: list[dict[str, Any]] = []
+        # (status, body, content type, headers): answers to the next applications.
+        self.script: list[tuple[int, str, str, dict[str, str]]] = []
         self.app = self._build()
 
     def _build(self) -> FastAPI:
@@ -68,8 +72,11 @@ class PermitsOffice:
         async def apply(
             body: Annotated[dict[str, Any], Body()],
             idempotency_key: Annotated[str | None, Header()] = None,
-        ) -> JSONResponse:
+        ) -> Response:
             self.bodies.append(body)
+            if self.script:
+                status, text, content_type, headers = self.script.pop(0)
+                return Response(text, status, headers, content_type)
             if not idempotency_key:
                 return _problems(400, [{"detail": "an Idempotency-Key header is required"}])
             if (known := self.by_idempotency_key.get(idempotency_key)) is not None:

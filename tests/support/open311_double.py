@@ -5,19 +5,32 @@ It serves the spec's endpoints — services, service definitions, ``POST /reques
 errors as GeoReport's ``[{"code", "description"}]`` lists, records every accepted request
 with its form fields as posted, and can misbehave on demand: ``down_for`` answers the next
 POSTs 503 without filing; ``accept_then_fail`` files the next POSTs but answers 503, as
-when the city's answer is lost on the way back.
+when the city's answer is lost on the way back; ``script`` answers the next POSTs as
+scripted (``Answer``: an HTML 500, a 429 with ``Retry-After``, a slow answer…).
+
+It can also be the independently written servers met in the field (issue 24):
+``address_field="address"`` reads only ``address`` (the spec's ``address_string`` is
+ignored, as such a server does); ``attribute_format`` names attributes otherwise;
+``search=False`` offers no ``GET /requests.json`` (404, with the count in
+``searches``); ``update_lag`` stamps ``updated_datetime`` that long after
+``requested_datetime`` on creation (timestamps then keep microseconds);
+``reference_like_ids`` issues 8-character ids from the reference alphabet
+(``zpn9b29p``, …), which ``find_reference`` reads as references.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import random
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 API_KEY = "test-open311-key"
 POTHOLE = "4fd3b167e750846744000005"
@@ -64,8 +77,35 @@ DEFINITIONS: dict[str, list[dict[str, Any]]] = {
 }  # fmt: skip
 
 
+REFERENCE_LIKE_IDS = ("zpn9b29p", "xk7m2q4r")  # the first ones issued, then random ones
+_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _reference_like_ids() -> Iterator[str]:
+    """Two letters and six characters holding a digit: ``find_reference`` takes them."""
+    yield from REFERENCE_LIKE_IDS
+    draw = random.Random(24)  # a test double: the same ids every run
+    while True:
+        body = "".join(draw.choice(_ID_ALPHABET) for _ in range(5)) + draw.choice("23456789")
+        yield "".join(draw.choice("abcdefghjkmnpqrstuvwxyz") for _ in range(2)) + body
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One scripted answer to ``POST /requests.json`` (issue 24: what real servers do):
+    ``status`` with ``body`` as ``content_type`` and ``headers``, after ``delay`` seconds
+    (longer than the connector's timeout: a timeout). ``status`` 0 files the request as
+    usual (after the delay)."""
+
+    status: int
+    body: str = ""
+    content_type: str = "text/html; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
 
 @dataclass
@@ -77,12 +117,25 @@ class Open311Double:
     token_polls: int = 2  # polls of a batch token before it names its request
     down_for: int = 0
     accept_then_fail: int = 0
+    address_field: str = "address_string"  # the only field it reads an address from
+    attribute_format: str = "attribute[{code}]"
+    search: bool = True  # offers GET /requests.json
+    update_lag: timedelta | None = None  # updated_datetime after requested_datetime
+    reference_like_ids: bool = False
+    searches: int = 0  # GET /requests.json calls received, offered or not
+    lookups: int = 0  # GET /requests/{id}.json calls (status polls and STATUS)
+    # Answers to the next POSTs, in order, instead of filing (see ``Answer``).
+    script: list[Answer] = field(default_factory=list)
     # service_request_id → the request as GET shows it, plus "form": the POST's fields.
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0  # every POST /requests.json that reached the city, filed or not
     _tokens: dict[str, list[Any]] = field(default_factory=dict)  # token → [id, polls left]
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(101))
+    _ids: Iterator[Any] = field(default_factory=lambda: itertools.count(101))
+
+    def __post_init__(self) -> None:
+        if self.reference_like_ids:
+            self._ids = _reference_like_ids()
 
     def forms(self) -> list[list[tuple[str, str]]]:
         with self._lock:
@@ -112,6 +165,13 @@ class Open311Double:
         @app.post("/requests.json")
         async def create(request: Request) -> Any:
             form = [(k, str(v)) for k, v in (await request.form()).multi_items()]
+            if (scripted := self._scripted()) is not None:
+                await asyncio.sleep(scripted.delay)
+                if scripted.status == 0:
+                    return self._create(form)
+                return Response(
+                    scripted.body, scripted.status, scripted.headers, scripted.content_type
+                )
             return self._create(form)
 
         @app.get("/tokens/{token}.json")
@@ -134,6 +194,10 @@ class Open311Double:
             end_date: datetime | None = None,
             status: str | None = None,
         ) -> Any:
+            with self._lock:
+                self.searches += 1
+            if not self.search:
+                return _errors(404, "Not Found")
             if refused := self._refused(jurisdiction_id):
                 return refused
             ids = service_request_id.split(",") if service_request_id else None
@@ -152,12 +216,21 @@ class Open311Double:
             if refused := self._refused(jurisdiction_id):
                 return refused
             with self._lock:
+                self.lookups += 1
                 found = [
                     _public(r) for r in self._visible() if r["service_request_id"] == request_id
                 ]
             return found or _errors(404, f"service_request_id {request_id} not found")
 
         return app
+
+    def _scripted(self) -> Answer | None:
+        """The next scripted answer to a POST (counted in ``posts``), if any is left."""
+        with self._lock:
+            if not self.script:
+                return None
+            self.posts += 1
+            return self.script.pop(0)
 
     def _create(self, form: list[tuple[str, str]]) -> Any:
         fields = dict(form)
@@ -175,16 +248,21 @@ class Open311Double:
         )
         if service is None:
             return _errors(400, f"service_code {fields.get('service_code')} not found")
-        if problems := _problems(service["service_code"], form, fields):
+        if problems := self._problems(service["service_code"], form, fields):
             return JSONResponse([{"code": 400, "description": p} for p in problems], 400)
         with self._lock:
             request_id = str(next(self._ids))
+            requested, updated = _now(), _now()
+            if self.update_lag is not None:
+                moment = datetime.now(UTC)
+                requested, updated = moment.isoformat(), (moment + self.update_lag).isoformat()
             self.requests[request_id] = {
                 "service_request_id": request_id, "status": "open", "status_notes": None,
                 "service_name": service["service_name"], "service_code": service["service_code"],
                 "description": fields.get("description", ""), "agency_responsible": "Public Works",
-                "service_notice": "", "requested_datetime": _now(), "updated_datetime": _now(),
-                "expected_datetime": None, "address": fields.get("address_string", ""),
+                "service_notice": "", "requested_datetime": requested,
+                "updated_datetime": updated, "expected_datetime": None,
+                "address": fields.get(self.address_field, ""),
                 "address_id": "", "zipcode": "", "lat": fields.get("lat"),
                 "long": fields.get("long"), "media_url": "", "form": form,
                 "_at": datetime.now(UTC), "_pending": service["type"] == "batch",
@@ -214,20 +292,21 @@ class Open311Double:
             if not r["_pending"] or r["service_request_id"] in resolved
         ]  # fmt: skip
 
-
-def _problems(code: str, form: list[tuple[str, str]], fields: dict[str, str]) -> list[str]:
-    problems: list[str] = []
-    if not (("lat" in fields and "long" in fields) or fields.get("address_string")):
-        problems.append("lat/long or address_string is required")
-    for attribute in DEFINITIONS.get(code, []):
-        name = f"attribute[{attribute['code']}]"
-        given = [v for k, v in form if k in (name, f"{name}[]")]
-        keys = {str(v["key"]) for v in attribute["values"]}
-        if attribute["required"] and not given:
-            problems.append(f"{name} is required: {attribute['description']}")
-        elif keys and any(v not in keys for v in given):
-            problems.append(f"{name} must be one of {', '.join(sorted(keys))}")
-    return problems
+    def _problems(
+        self, code: str, form: list[tuple[str, str]], fields: dict[str, str]
+    ) -> list[str]:
+        problems: list[str] = []
+        if not (("lat" in fields and "long" in fields) or fields.get(self.address_field)):
+            problems.append(f"lat/long or {self.address_field} is required")
+        for attribute in DEFINITIONS.get(code, []):
+            name = self.attribute_format.replace("{code}", attribute["code"])
+            given = [v for k, v in form if k in (name, f"{name}[]")]
+            keys = {str(v["key"]) for v in attribute["values"]}
+            if attribute["required"] and not given:
+                problems.append(f"{name} is required: {attribute['description']}")
+            elif keys and any(v not in keys for v in given):
+                problems.append(f"{name} must be one of {', '.join(sorted(keys))}")
+        return problems
 
 
 def _public(request: dict[str, Any]) -> dict[str, Any]:
