@@ -118,6 +118,7 @@ def attention_row(application: Application, catalogue: Catalogue, now: datetime)
     return {
         "id": application.id,
         "reference": reference_of(application),
+        "backend_id": application.backend_id,
         "service": _service_name(catalogue, application.service_code),
         "service_code": application.service_code,
         "connector": application.connector,

@@ -141,6 +141,7 @@ async def conversation_view(
         {
             "id": a.id,
             "reference": a.reference or a.provisional_reference,
+            "backend_id": a.backend_id,  # the office's own number: for staff, never a reference
             "service": _service_name(catalogue, a.service_code),
             "stage": a.stage,
         }

@@ -114,6 +114,7 @@ def stuck(
     attempts: int = 3,
     stage: str = "needs_attention",
     answers: dict[str, str] | None = None,
+    backend_id: str | None = None,
 ) -> str:
     """An application as the retry loop leaves one the backend would not take."""
 
@@ -139,6 +140,7 @@ def stuck(
             same_error_count=1,
             needs_attention_since=now - waited if stage == "needs_attention" else None,
             needs_attention_reason=reason if stage == "needs_attention" else None,
+            backend_id=backend_id,
         )
         session.add(application)
         await session.flush()
@@ -188,7 +190,8 @@ def test_the_list_shows_why_each_application_waits_oldest_first(
     newer = stuck(settings, conversation, "BC-NEWER2", timedelta(minutes=25), "attempts_cap",
                   status=None, excerpt=None, attempts=12)  # fmt: skip
     older = stuck(settings, conversation, "BC-OLDER2", timedelta(hours=3), status=422,
-                  excerpt='<script>alert("x")</script> & more')  # fmt: skip
+                  excerpt='<script>alert("x")</script> & more',
+                  backend_id="zpn9b29p")  # fmt: skip
     stuck(settings, conversation, "BC-WAITS2", timedelta(0), stage="pending_submission")
     sue = consoles().sign_in("sue")
 
@@ -197,9 +200,10 @@ def test_the_list_shows_why_each_application_waits_oldest_first(
     rows = listed.json()
     assert [r["id"] for r in rows] == [older, newer]
     first, second = rows
-    assert {k: first[k] for k in ("reference", "service", "connector", "reason", "reason_label",
-                                  "status", "excerpt", "attempts", "age")} == {
+    assert {k: first[k] for k in ("reference", "backend_id", "service", "connector", "reason",
+                                  "reason_label", "status", "excerpt", "attempts", "age")} == {
         "reference": "BC-OLDER2",
+        "backend_id": "zpn9b29p",  # the office's number, shown beside ours: never the citizen's
         "service": "Birth certificate",
         "connector": "reference",
         "reason": "refused",
@@ -223,6 +227,7 @@ def test_the_list_shows_why_each_application_waits_oldest_first(
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; more" in html
     assert "<script>alert" not in html
     assert html.index("BC-OLDER2") < html.index("BC-NEWER2")
+    assert "BC-OLDER2 (office's number: zpn9b29p)" in html
     assert "BC-WAITS2" not in html
     assert "HTTP 422" in html and "No answer" in html and "25 minutes ago" in html
     assert 'href="/console/attention"' in html  # the supervisor's menu has it
