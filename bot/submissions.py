@@ -143,7 +143,7 @@ class SubmissionRetries:
                 return "failed"
             await self.notifier.needs_attention(session, application)
             return "needs_attention"
-        application.reference = citizen_reference(outcome, application)
+        application.reference = citizen_reference(application)
         application.backend_id = outcome.backend_id
         application.stage = outcome.stage.value
         application.next_attempt_at = None

@@ -173,9 +173,11 @@ class StatusTracker:
                 await session.flush()
             except IntegrityError:
                 raise HTTPException(409, "event already received") from None
+            # The event names the backend's own reference: our ``backend_id`` (the
+            # citizen's reference is the gateway's, issue 24; older rows have both).
             application = await session.scalar(
                 select(Application).where(
-                    Application.connector == kind, Application.reference == event.reference
+                    Application.connector == kind, Application.backend_id == event.reference
                 )
             )
             if application is None:

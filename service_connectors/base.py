@@ -55,13 +55,11 @@ class Submission:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """The backend took it. ``reference`` and ``backend_id`` are the backend's, shown to
-    staff; the citizen keeps the gateway's reference unless ``for_citizen``: a backend
-    built to issue the citizens' references, in the gateway's format (the reference one)."""
+    staff; the citizen keeps the gateway's reference, whatever the backend's looks like."""
 
     reference: str
     stage: Stage
     backend_id: str
-    for_citizen: bool = False
 
 
 @dataclass(frozen=True, slots=True)

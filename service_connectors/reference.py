@@ -95,8 +95,7 @@ class ReferenceConnector(ServiceConnector):
         return Receipt(
             reference=application.reference,
             stage=application.stage,
-            backend_id=application.reference,
-            for_citizen=True,  # issued for citizens to keep, in the gateway's format
+            backend_id=application.reference,  # its stage webhooks name it
         )
 
     async def _get_status(self, backend_id: str) -> StatusReport:

@@ -33,7 +33,6 @@ from service_connectors.base import (
     BackendTransient,
     ConnectorConfig,
     ConnectorError,
-    Receipt,
     ServiceConnector,
     Submission,
     SubmissionRejected,
@@ -207,7 +206,7 @@ async def submit_application(ctx: ActionContext) -> None:
     except ConnectorError as exc:
         await _not_filed(ctx, application, draft, exc, connector)
         return
-    application.reference = citizen_reference(receipt, application)
+    application.reference = citizen_reference(application)
     application.backend_id = receipt.backend_id
     application.stage = receipt.stage.value
     await ctx.session.delete(draft)
@@ -286,12 +285,12 @@ def submission_of(application: Application) -> Submission:
     )
 
 
-def citizen_reference(receipt: Receipt, application: Application) -> str:
+def citizen_reference(application: Application) -> str:
     """The reference the citizen keeps: the gateway's (``PH-7K3Q9P``, the one they were
     given when they applied), stored beside the backend's id (``backend_id``, for staff).
-    A backend's id is never read as a reference — an Open311 id like ``zpn9b29p`` looks
-    like one — unless the backend issues the citizens' references (``for_citizen``)."""
-    return receipt.reference if receipt.for_citizen else application.provisional_reference
+    A backend's id is never read as a reference — an Open311 id like ``zpn9b29p``, or the
+    reference backend's own ``BC-…``, looks like one (issue 24)."""
+    return application.provisional_reference
 
 
 def draft_names(service: Service) -> set[str]:

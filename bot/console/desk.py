@@ -270,7 +270,7 @@ class Desk:
             application.submit_attempts = 1
             text = words.gettext(SAVED_FOR_YOU)
         else:
-            application.reference = citizen_reference(receipt, application)
+            application.reference = citizen_reference(application)
             application.backend_id = receipt.backend_id
             application.stage = receipt.stage.value
             application.next_attempt_at = None

@@ -296,13 +296,15 @@ class Application(Base):
             sqlite_where=text("stage = 'needs_attention'"),
             postgresql_where=text("stage = 'needs_attention'"),
         ),
+        # A backend's stage webhook names the application by the backend's id.
+        Index("ix_applications_backend_id", "backend_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     # The citizen's reference once the backend accepted the application: the gateway's
     # provisional one (issue 24; older rows may hold a backend's), which stays valid
-    # either way. Only the reference backend issues its own (``Receipt.for_citizen``).
-    # The backend's id, never shown to the citizen as theirs, is ``backend_id``.
+    # either way. The backend's id, never shown to the citizen as theirs, is
+    # ``backend_id``; a backend's stage webhook names the application by it.
     reference: Mapped[str | None] = mapped_column(String(16), unique=True)
     provisional_reference: Mapped[str] = mapped_column(String(16), unique=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)

@@ -21,7 +21,14 @@ from service_connectors.webhook_signing import signed_headers
 from support.db import as_datetime, execute, query, wait_until
 from support.driver import ActionDriver
 from support.servers import ThreadedServer, free_port, serve
-from support.stack import BACKEND_API_KEY, OPERATOR_TOKEN, advance, gateway, gateway_settings
+from support.stack import (
+    BACKEND_API_KEY,
+    OPERATOR_TOKEN,
+    advance,
+    backend_id,
+    gateway,
+    gateway_settings,
+)
 from tests.bot.test_application_actions import fill_birth_certificate
 
 WEBHOOK_SECRET = "test-backend-webhook-secret"
@@ -127,12 +134,18 @@ def test_an_outage_loses_nothing_and_files_each_application_once(
     filed = backend_applications(tmp_path)
     assert len(filed) == 3  # exactly once each, even when an answer was lost
     assert len({key for _, key in filed}) == 3
-    rows = query(tmp_path, "SELECT reference, stage, submit_attempts FROM applications")
-    assert sorted(r[0] for r in rows) == sorted(r[0] for r in filed)
-    assert {r[1] for r in rows} == {"received"}
+    rows = query(
+        tmp_path, "SELECT reference, provisional_reference, backend_id, stage FROM applications"
+    )
+    assert all(r[0] == r[1] for r in rows)  # the citizen keeps ours
+    assert sorted(r[2] for r in rows) == sorted(r[0] for r in filed)  # the backend's, beside
+    assert {r[3] for r in rows} == {"received"}
     assert flaky.submissions >= 9  # 3 first attempts, 3 failed retries, 3 successes
     told = query(tmp_path, "SELECT text FROM messages WHERE text LIKE '%is now with%'")
-    assert len(told) == 3  # each citizen told its final reference once
+    assert sorted(text for (text,) in told) == sorted(  # each citizen told once, ours
+        f"Your application {r[0]} is now with the office. Reply STATUS {r[0]} to follow it."
+        for r in rows
+    )
 
 
 def test_a_restart_mid_retry_still_files_once(
@@ -158,17 +171,22 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
     backend = front[1]
     with start_gateway(tmp_path, backend.url, gateway_port) as server:
         reply = apply(server, tmp_path, "citizen")
-        reference = query(tmp_path, "SELECT reference FROM applications")[0][0]
-        assert reference in reply
+        [(reference, provisional)] = query(
+            tmp_path, "SELECT reference, provisional_reference FROM applications"
+        )
+        assert reference == provisional and f"Your reference is {reference}." in reply
+        theirs = backend_id(tmp_path, reference)  # the backend's own, which its events name
+        assert theirs != reference
         url = f"{server.url}/connectors/reference/events"
 
-        def post(event_id: str, stage: str, headers: dict[str, str]) -> int:
-            body = json.dumps({"event_id": event_id, "reference": reference, "stage": stage})
+        def post(event_id: str, stage: str, headers: dict[str, str], name: str = theirs) -> int:
+            body = json.dumps({"event_id": event_id, "reference": name, "stage": stage})
             sent = httpx.post(url, content=body.encode(), headers=headers)
             return sent.status_code
 
         def signed(event_id: str, stage: str, **kw: Any) -> dict[str, str]:
-            body = json.dumps({"event_id": event_id, "reference": reference, "stage": stage})
+            name = kw.get("name", theirs)
+            body = json.dumps({"event_id": event_id, "reference": name, "stage": stage})
             return signed_headers(kw.get("secret", WEBHOOK_SECRET), body.encode(), kw.get("now"))
 
         assert post("e1", "approved", {}) == 403  # unsigned
@@ -177,7 +195,9 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
         assert post("e1", "approved", signed("e1", "in_review")) == 403  # body altered
         assert query(tmp_path, "SELECT stage FROM applications") == [("received",)]
 
-        advance(backend.url, reference)  # the clerk moves it: the backend pushes, signed
+        # An event naming our reference is not the backend's: no such application.
+        assert post("e0", "approved", signed("e0", "approved", name=reference), reference) == 404
+        advance(backend.url, theirs)  # the clerk moves it: the backend pushes, signed
         wait_until(lambda: query(tmp_path, "SELECT stage FROM applications") == [("in_review",)])
         headers = signed("e2", "approved")
         assert post("e2", "approved", headers) == 204
@@ -191,6 +211,31 @@ def test_stage_webhooks_are_signed_fresh_and_taken_once(
             f"Update: Birth certificate {reference}: Approved. Your application is approved."
             " We will tell you when it is ready.",
         ]
+
+
+def test_an_application_filed_with_the_backend_s_reference_still_follows_its_events(
+    tmp_path: Path, front: tuple[FlakyFront, ThreadedServer], gateway_port: int
+) -> None:
+    """Filed before issue 24: the citizen was told the backend's own reference."""
+    backend = front[1]
+    with start_gateway(tmp_path, backend.url, gateway_port) as server:
+        apply(server, tmp_path, "citizen")
+        [(provisional, theirs)] = query(
+            tmp_path, "SELECT provisional_reference, backend_id FROM applications"
+        )
+        assert execute(tmp_path, "UPDATE applications SET reference = backend_id") == 1
+
+        advance(backend.url, theirs)
+        wait_until(lambda: query(tmp_path, "SELECT stage FROM applications") == [("in_review",)])
+        [(update,)] = query(tmp_path, "SELECT text FROM messages WHERE text LIKE 'Update:%'")
+        assert update.startswith(f"Update: Birth certificate {theirs}: In review.")
+        driver = ActionDriver.attach(server.url, tmp_path, "citizen")
+        for typed in (theirs, provisional):  # STATUS finds it by either reference
+            driver.slots, driver.active_loop = {}, "status_form"
+            driver.user(f"STATUS {typed}", "check_status")
+            assert driver.run("validate_status_form", "reference") == []
+            assert driver.slots["reference"] == typed
+            assert "In review" in driver.texts("action_check_status"), typed
 
 
 def test_a_night_update_waits_for_the_morning_then_goes_once(
@@ -228,7 +273,7 @@ def test_a_night_update_waits_for_the_morning_then_goes_once(
                 citizen=citizen,
                 created=datetime(2026, 1, 1, tzinfo=UTC),
             )
-            advance(front[1].url, reference)
+            advance(front[1].url, backend_id(tmp_path, reference))
             wait_until(lambda: len(query(tmp_path, "SELECT id FROM deliveries")) == 1)
             [(due, status)] = query(tmp_path, "SELECT next_attempt_at, status FROM deliveries")
             morning = as_datetime(due)

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from bot.devstack import PROJECT_ROOT, StackConfig, rasa_base_env, rasa_command
+from support.db import query
+from support.stack import backend_id
 
 pytestmark = pytest.mark.rasa
 REFERENCE = re.compile(r"\b([A-Z]{2}-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{6})\b")
@@ -54,11 +56,15 @@ def test_birth_certificate_then_status(stack: StackConfig) -> None:
     citizen = Citizen(stack, "e2e-applicant")
     reference = apply_for_birth_certificate(citizen)
     assert reference.startswith("BC-")
+    ours = "SELECT provisional_reference FROM applications WHERE reference = :r"
+    assert query(stack.data_dir, ours, r=reference) == [(reference,)]  # ours, not the backend's
+    theirs = backend_id(stack.data_dir, reference)
+    assert theirs != reference
 
     status = citizen.text(f"status {reference.lower()}")
     assert "Received" in status, status
     httpx.post(
-        f"{stack.backend_url}/operator/applications/{reference}/advance",
+        f"{stack.backend_url}/operator/applications/{theirs}/advance",
         json={},
         headers={"X-Operator-Token": stack.backend_operator_token},
     ).raise_for_status()

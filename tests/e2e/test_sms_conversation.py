@@ -10,7 +10,9 @@ import pytest
 
 from bot.devstack import StackConfig
 from channels.sms.composer import count_segments
+from support.db import query
 from support.servers import ThreadedServer
+from support.stack import backend_id
 from support.twilio_double import SmsPhone, TwilioDouble
 from tests.e2e.conftest import PUBLIC_BASE_URL
 
@@ -41,11 +43,15 @@ def test_birth_certificate_by_sms_with_digits_then_status(
     found = REFERENCE.search(done)
     assert found is not None, done
     reference = found.group(1)
+    ours = "SELECT provisional_reference FROM applications WHERE reference = :r"
+    assert query(stack.data_dir, ours, r=reference) == [(reference,)]  # ours, not the backend's
+    theirs = backend_id(stack.data_dir, reference)
+    assert theirs != reference
 
     assert "Received" in phone.text(f"status {reference}")
     sent = len(phone.twilio.bodies_to(phone.number))
     httpx.post(
-        f"{stack.backend_url}/operator/applications/{reference}/advance",
+        f"{stack.backend_url}/operator/applications/{theirs}/advance",
         json={},
         headers={"X-Operator-Token": stack.backend_operator_token},
     ).raise_for_status()

@@ -206,12 +206,12 @@ async def test_an_id_shaped_like_a_reference_stays_the_backend_s() -> None:
             second = await open311.submit(pothole("key-2"))
             status = await open311.get_status(first.backend_id)
 
-    assert first == Receipt("zpn9b29p", Stage.RECEIVED, "zpn9b29p", for_citizen=False)
+    assert first == Receipt("zpn9b29p", Stage.RECEIVED, "zpn9b29p")
     assert find_reference(first.backend_id) == "ZP-N9B29P"  # what used to mislead us
     assert second.backend_id == "xk7m2q4r" and list(double.requests) == ["zpn9b29p", "xk7m2q4r"]
     assert (status.reference, status.stage) == ("zpn9b29p", Stage.RECEIVED)
     application = Application(provisional_reference="PH-7K3Q9P")
-    assert citizen_reference(first, application) == "PH-7K3Q9P"
+    assert citizen_reference(application) == "PH-7K3Q9P"
 
 
 # --- a department described in YAML -----------------------------------------------------------
@@ -242,6 +242,6 @@ async def test_a_department_s_case_number_is_for_staff_not_the_citizen(
         finally:
             await permits.shutdown()
 
-    assert receipt == Receipt("EP-2026-0017", Stage.RECEIVED, "17", for_citizen=False)
+    assert receipt == Receipt("EP-2026-0017", Stage.RECEIVED, "17")
     application = Application(provisional_reference="SP-7K3Q9P")
-    assert citizen_reference(receipt, application) == "SP-7K3Q9P"
+    assert citizen_reference(application) == "SP-7K3Q9P"

@@ -115,9 +115,20 @@ def channel_stack(directory: Path, backend_url: str, **overrides: Any) -> Iterat
             yield ChannelStack(server, twilio, telegram, directory)
 
 
-def advance(backend_url: str, reference: str, stage: str | None = None) -> dict[str, Any]:
+def backend_id(directory: Path, reference: str) -> str:
+    """The backend's own id of the application the citizen knows as ``reference`` (the
+    gateway's, issue 24): what the reference backend's operator advances it by."""
+    [(found,)] = query(
+        directory, "SELECT backend_id FROM applications WHERE reference = :r", r=reference
+    )
+    assert found is not None, f"{reference} was not filed"
+    return str(found)
+
+
+def advance(backend_url: str, backend_id: str, stage: str | None = None) -> dict[str, Any]:
+    """The backend's operator moves its application ``backend_id`` (its own reference)."""
     response = httpx.post(
-        f"{backend_url}/operator/applications/{reference}/advance",
+        f"{backend_url}/operator/applications/{backend_id}/advance",
         json={"stage": stage} if stage else {},
         headers={"X-Operator-Token": OPERATOR_TOKEN},
     )
