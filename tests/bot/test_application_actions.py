@@ -14,7 +14,7 @@ import httpx
 from support.db import query
 from support.driver import ActionDriver
 from support.servers import ThreadedServer
-from support.stack import ACTION_TOKEN, BACKEND_API_KEY
+from support.stack import ACTION_TOKEN, BACKEND_API_KEY, backend_id
 
 REFERENCE = re.compile(r"\b([A-Z]{2}-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{6})\b")
 
@@ -86,7 +86,7 @@ def test_fields_are_asked_in_catalogue_order_and_bad_answers_get_a_hint(
 
 
 def test_a_detail_can_be_changed_before_sending(
-    driver: ActionDriver, backend: ThreadedServer
+    driver: ActionDriver, backend: ThreadedServer, tmp_path: Path
 ) -> None:
     fill_birth_certificate(driver)
     driver.user("2")  # "Change something"
@@ -107,8 +107,8 @@ def test_a_detail_can_be_changed_before_sending(
     reply = driver.texts("action_submit_application")
     reference = REFERENCE.search(reply)
     assert reference and reference.group(1).startswith("BC-")
-    filed = httpx.get(
-        f"{backend.url}/applications/{reference.group(1)}",
+    filed = httpx.get(  # the backend knows it by its own id, the citizen by ours
+        f"{backend.url}/applications/{backend_id(tmp_path, reference.group(1))}",
         headers={"Authorization": f"Bearer {BACKEND_API_KEY}"},
     ).json()
     assert filed["stage"] == "received"
