@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.actions.submission import NEEDS_ATTENTION, PENDING_SUBMISSION
+from bot.db.leases import lock_application
 from bot.db.models import Application, AuditEntry, as_utc, new_id, utcnow
 
 logger = logging.getLogger(__name__)
@@ -85,17 +86,10 @@ async def back_to_retries(
 
 
 async def hold(session: AsyncSession, application_id: str) -> bool:
-    """Lock a needs-attention application for the rest of the transaction without
-    changing it (a no-op UPDATE: a row lock on PostgreSQL, the write lock on SQLite), so
-    that a check-then-write on it (a handoff, an alert) happens once. False if it no
-    longer needs attention."""
-    result = await session.execute(
-        update(Application)
-        .where(Application.id == application_id, Application.stage == NEEDS_ATTENTION)
-        .values(updated_at=Application.updated_at)
-        .execution_options(synchronize_session=False)
-    )
-    return rowcount(result) == 1
+    """Lock a needs-attention application for the rest of the transaction, so that a
+    check-then-write on it (a handoff, an alert) happens once. False if it no longer
+    needs attention."""
+    return await lock_application(session, application_id, NEEDS_ATTENTION)
 
 
 def waiting_since(application: Application) -> datetime:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actions.context import ActionContext
@@ -29,13 +29,13 @@ from bot.actions.menus import intent_payload, is_interruption
 from bot.actions.registry import action
 from bot.actions.submission import NEEDS_ATTENTION, PENDING_SUBMISSION
 from bot.conversation import LAST_MENU
+from bot.db.leases import lock_application
 from bot.db.models import (
     Application,
     AuditEntry,
     Message,
     VerificationAttempt,
     as_utc,
-    table_of,
     utcnow,
 )
 from bot.i18n import N_, Localizer, localizer
@@ -130,14 +130,6 @@ async def application_by_reference(session: AsyncSession, reference: str) -> App
     return await session.scalar(BY_REFERENCE, {"reference": reference})
 
 
-_applications = table_of(Application)
-# Taken before an answer is counted or checked: a row lock on PostgreSQL, the write lock
-# on SQLite; two answers to one application (two replicas) are counted one after the other.
-LOCK_APPLICATION = (
-    update(_applications)
-    .where(_applications.c.id == bindparam("application_id"))
-    .values(updated_at=_applications.c.updated_at)
-)
 # Wrong answers to one application from every identity since a time, and the latest.
 FAILURES_SINCE = select(
     func.count(VerificationAttempt.id), func.max(VerificationAttempt.created_at)
@@ -385,7 +377,9 @@ async def _check_answer(
     """Count and check one answer, in one short transaction holding the application's
     row: the day's failures from every identity decide whether it may be checked."""
     settings, now = ctx.settings, ctx.clock()
-    await ctx.session.execute(LOCK_APPLICATION, {"application_id": application.id})
+    # Before an answer is counted or checked: two answers to one application (two
+    # replicas) are counted one after the other.
+    await lock_application(ctx.session, application.id)
     failures = await application_failures(ctx.session, application.id, now)
     if failures.count >= settings.max_verification_attempts_per_application:
         await ctx.session.commit()

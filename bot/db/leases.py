@@ -74,3 +74,22 @@ async def claim(
         won = await take_lease(session, model, row_id, utcnow(), duration, *conditions)
         await session.commit()
     return won
+
+
+async def lock_application(
+    session: AsyncSession, application_id: str, stage: str | None = None
+) -> bool:
+    """Lock an application's row for the rest of the caller's transaction without
+    changing it (a no-op UPDATE: a row lock on PostgreSQL, the write lock on SQLite), so
+    that a check-then-write on it happens once across replicas. False if there is no such
+    row (in ``stage``, when given)."""
+    conditions = [Application.id == application_id]
+    if stage is not None:
+        conditions.append(Application.stage == stage)
+    result = await session.execute(
+        update(Application)
+        .where(*conditions)
+        .values(updated_at=Application.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
